@@ -1,0 +1,514 @@
+"""Builds the embedded offline speech corpus: a text grammar spoken by many espeak-ng voices.
+
+A seeded grammar writes lowercase sentences (numbers spelled out) in two slices: ``closed``, a
+small fixed vocabulary of dates, clock times, numbers, walking directions and playing cards (like
+the closed-vocabulary condition of silent-speech data), and ``open``, templates filled from a few
+hundred names, nouns, verbs and adjectives. ``espeak-ng`` speaks each one with an accent crossed
+with a voice variant (``en-gb-scotland+f3``) at a rate and pitch drawn per utterance; ``sox``
+resamples it to 16 kHz mono 16-bit wav.
+
+Held-out voices: indexing the installed :data:`ACCENTS` and :data:`VARIANTS` in order, voice
+``accent+variant`` is a test voice iff ``(accent_index + variant_index) % TEST_VOICE_STRIDE == 0``
+(22 of 112 voices with espeak-ng 1.51). Every accent and variant is heard in training, but no test
+pair is; train and valid share the other voices. ``manifest.json`` lists both sets.
+
+Layout under ``out_dir`` (default ``data/speech``): ``manifest.json``, ``wav/<split>/<id>.wav``
+and JSON-lines descriptors ``<split>_corpus.json`` with one object per line::
+
+    {"key": "wav/train/000123.wav", "duration": 2.31, "text": "half past seven", "slice": "closed",
+     "voice": "en-us+f3", "rate": 161, "pitch": 48}
+
+``key`` is relative to the descriptor's folder; ``duration`` (seconds) is read from the written
+file. The same config gives the same texts, voices, rates, pitches and wav bytes (espeak-ng and
+``sox -R`` are deterministic); a build whose manifest matches the config returns at once.
+
+Usage: ``python corpus.py --out data/speech --profile quick`` (or ``--size 300 --seed 1``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, NamedTuple, Sequence
+
+import numpy as np
+import soundfile
+from tqdm.auto import tqdm
+
+from char_map import ENGLISH
+from profiles import PROFILES, get_profile
+
+GRAMMAR_VERSION = 1  # bump whenever the grammar, voices or synthesis change: invalidates caches
+PROFILE_SIZES = {name: profile.corpus_size for name, profile in PROFILES.items()}  # smoke 150, quick 2000, full 8000
+SPLITS = ("train", "valid", "test")
+ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
+           "en-029", "en-us-nyc")
+VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "klatt", "klatt2",
+            "klatt3")
+TEST_VOICE_STRIDE = 5  # about one voice in five is held out for the test split
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    """What to build; every field except ``workers`` is part of the cache key."""
+
+    num_utterances: int = 2000  # the quick profile: about 1.2 h of audio
+    seed: int = 0  # one seed drives texts, split voices, rates and pitches
+    sample_rate: int = 16000  # Hz, as LibriSpeech
+    valid_fraction: float = 0.1  # share of utterances in valid (train voices)
+    test_fraction: float = 0.1  # share of utterances in test (held-out voices)
+    closed_fraction: float = 0.5  # share of utterances from the closed-vocabulary slice
+    min_words: int = 2  # shortest sentence, about 1 s of speech
+    max_words: int = 14  # longest sentence, about 6 s at the slowest rate
+    rate_range: tuple[int, int] = (130, 200)  # espeak-ng -s, words per minute, inclusive
+    pitch_range: tuple[int, int] = (30, 70)  # espeak-ng -p, 0-99 scale, inclusive
+    max_duration: float = 10.0  # seconds; a longer file is a grammar bug and fails the build
+    workers: int = 2  # synthesis jobs in flight; the course machine has 2 cores
+
+    def __post_init__(self) -> None:
+        if self.num_utterances < len(SPLITS):
+            raise ValueError(f"num_utterances must be at least 3 (one per split), got {self.num_utterances}")
+        for name in ("valid_fraction", "test_fraction"):
+            if not 0.0 < getattr(self, name) < 0.5:
+                raise ValueError(f"{name} must lie in (0, 0.5), got {getattr(self, name)}")
+        if not 0.0 <= self.closed_fraction <= 1.0:
+            raise ValueError(f"closed_fraction must lie in [0, 1], got {self.closed_fraction}")
+        if not 1 <= self.min_words <= self.max_words:
+            raise ValueError(f"need 1 <= min_words <= max_words, got {self.min_words}, {self.max_words}")
+        for name, (low, high) in (("rate_range", self.rate_range), ("pitch_range", self.pitch_range)):
+            if not 0 < low <= high:
+                raise ValueError(f"{name} must be (low, high) with 0 < low <= high, got {(low, high)}")
+        if self.workers < 1 or self.sample_rate <= 0:
+            raise ValueError(f"workers and sample_rate must be positive, got {self.workers}, {self.sample_rate}")
+
+
+# ---------------------------------------------------------------- grammar: closed vocabulary
+ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+        "fifteen sixteen seventeen eighteen nineteen").split()
+TENS = ("", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
+IRREGULAR_ORDINALS = {"one": "first", "two": "second", "three": "third", "five": "fifth",
+                      "eight": "eighth", "nine": "ninth", "twelve": "twelfth"}
+MONTHS = ("january february march april may june july august september october november "
+          "december").split()
+DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # no leap days in the grammar
+WEEKDAYS = "monday tuesday wednesday thursday friday saturday sunday".split()
+RANKS = "ace two three four five six seven eight nine ten jack queen king".split()
+SUITS = "hearts diamonds clubs spades".split()
+LANDMARKS = ("station", "bank", "library", "bakery", "hospital", "museum", "church", "pharmacy", "post office")
+UNITS = "dollars meters minutes kilograms percent miles hours".split()
+
+
+def spell_number(number: int) -> str:
+    """Spell ``0 <= number < 1_000_000`` in words, without "and": 105 -> "one hundred five"."""
+    if not 0 <= number < 1_000_000:
+        raise ValueError(f"spell_number covers 0..999999, got {number}")
+    if number < 20:
+        return ONES[number]
+    if number < 100:
+        tens, ones = divmod(number, 10)
+        return TENS[tens] + (f" {ONES[ones]}" if ones else "")
+    for size, name in ((1000, "thousand"), (100, "hundred")):
+        if number >= size:
+            high, rest = divmod(number, size)
+            return f"{spell_number(high)} {name}" + (f" {spell_number(rest)}" if rest else "")
+    raise AssertionError("unreachable")
+
+
+def spell_ordinal(number: int) -> str:
+    """Ordinal in words for ``1 <= number < 1_000_000``: 23 -> "twenty third"."""
+    if number < 1:
+        raise ValueError(f"ordinals start at 1, got {number}")
+    *head, last = spell_number(number).split()
+    if last in IRREGULAR_ORDINALS:
+        last = IRREGULAR_ORDINALS[last]
+    elif last.endswith("y"):
+        last = last[:-1] + "ieth"
+    else:
+        last += "th"
+    return " ".join([*head, last])
+
+
+def spell_time(hour: int, minute: int, casual: bool) -> str:
+    """A clock time on a 12-hour dial: (9, 45) -> "nine forty five" or, casual, "quarter to ten"."""
+    if not (1 <= hour <= 12 and 0 <= minute < 60):
+        raise ValueError(f"need 1 <= hour <= 12 and 0 <= minute < 60, got {hour}:{minute}")
+    next_hour = hour % 12 + 1
+    if minute == 0:
+        return f"{spell_number(hour)} o'clock"
+    if not casual:
+        return f"{spell_number(hour)} " + (f"oh {ONES[minute]}" if minute < 10 else spell_number(minute))
+    named = {15: "quarter past", 30: "half past", 45: "quarter to"}
+    if minute in named:
+        return f"{named[minute]} {spell_number(next_hour if minute == 45 else hour)}"
+    unit = "" if minute % 5 == 0 else " minutes"  # "ten past", but "seven minutes past"
+    if minute < 30:
+        return f"{spell_number(minute)}{unit} past {spell_number(hour)}"
+    return f"{spell_number(60 - minute)}{unit} to {spell_number(next_hour)}"
+
+
+def spell_year(year: int) -> str:
+    """Years as spoken: 1984 -> "nineteen eighty four", 2005 -> "two thousand five", 2024 -> "twenty twenty four"."""
+    if not 1900 <= year <= 2099:
+        raise ValueError(f"spell_year covers 1900..2099, got {year}")
+    century, rest = divmod(year, 100)
+    if year < 2010 and century == 20:
+        return spell_number(year)
+    if rest == 0:
+        return f"{spell_number(century)} hundred"
+    return f"{spell_number(century)} " + (f"oh {ONES[rest]}" if rest < 10 else spell_number(rest))
+
+
+def plural(noun: str) -> str:
+    """Regular English plural (the word lists hold only regular nouns): "box" -> "boxes"."""
+    if noun.endswith(("s", "x", "ch", "sh")):
+        return noun + "es"
+    if noun.endswith("y") and noun[-2] not in "aeiou":
+        return noun[:-1] + "ies"
+    return noun + "s"
+
+
+def _pick(rng: np.random.Generator, options: Sequence[str]) -> str:
+    return options[int(rng.integers(len(options)))]
+
+
+def _date(rng: np.random.Generator) -> str:
+    month = int(rng.integers(12))
+    day = spell_ordinal(int(rng.integers(1, DAYS_IN_MONTH[month] + 1)))
+    forms = (f"{MONTHS[month]} {day}", f"{_pick(rng, WEEKDAYS)} the {day} of {MONTHS[month]}",
+             f"on {_pick(rng, WEEKDAYS)} {MONTHS[month]} {day}",
+             f"{MONTHS[month]} {day} {spell_year(int(rng.integers(1900, 2031)))}")
+    return _pick(rng, forms)
+
+
+def _time(rng: np.random.Generator) -> str:
+    hour, minute = int(rng.integers(1, 13)), int(rng.choice([0, 15, 30, 45, int(rng.integers(60))]))
+    spoken = spell_time(hour, minute, casual=bool(rng.integers(2)))
+    return _pick(rng, (spoken, f"at {spoken}", f"it is {spoken}", f"{spoken} in the morning",
+                       f"{spoken} in the evening", f"wake me at {spoken}"))
+
+
+def _number(rng: np.random.Generator) -> str:
+    value = int(np.exp(rng.uniform(0, np.log(1_000_000))))  # log-uniform: small numbers common
+    digits = " ".join(ONES[int(digit)] for digit in rng.integers(10, size=int(rng.integers(3, 8))))
+    return _pick(rng, (spell_number(value), f"{spell_number(value)} {_pick(rng, UNITS)}",
+                       f"dial {digits}", f"room {spell_number(int(rng.integers(1, 500)))}",
+                       f"page {spell_number(int(rng.integers(1, 1000)))}"))
+
+
+def _direction(rng: np.random.Generator) -> str:
+    ordinal, side = spell_ordinal(int(rng.integers(1, 6))), _pick(rng, ("left", "right"))
+    steps = (f"turn {side} at the {ordinal} {_pick(rng, ('corner', 'light', 'junction', 'crossing'))}",
+             f"go {_pick(rng, ('straight ahead', 'north', 'south', 'east', 'west'))} for "
+             f"{spell_number(int(rng.integers(2, 21)))} {_pick(rng, ('blocks', 'minutes'))}",
+             f"take the {ordinal} {side}", f"take the {ordinal} exit at the roundabout",
+             f"the {_pick(rng, LANDMARKS)} is on your {side}")
+    first = _pick(rng, steps)
+    return first if rng.random() < 0.6 else f"{first} then {_direction(rng)}"
+
+
+def _cards(rng: np.random.Generator) -> str:
+    def card() -> str:
+        return f"the {_pick(rng, RANKS)} of {_pick(rng, SUITS)}"
+    return _pick(rng, (card(), f"{_pick(rng, ('play', 'draw', 'discard', 'keep'))} {card()}",
+                       f"{card()} and {card()}", f"a pair of {plural(_pick(rng, RANKS))}",
+                       f"{card()} beats {card()}"))
+
+
+CLOSED_FAMILIES: dict[str, Callable[[np.random.Generator], str]] = {
+    "date": _date, "time": _time, "number": _number, "direction": _direction, "cards": _cards}
+
+# ---------------------------------------------------------------- grammar: open templates
+NAMES = ("anna ben carlos diana emma felix grace hannah ivan julia kevin laura maria nina oliver "
+         "paul rachel sam sofia tom victor wendy yusuf zoe james lucy omar priya leo mia noah ruth "
+         "peter alice david sarah george helen mark clara").split()
+NOUNS = ("book table window garden kitchen letter bottle river mountain village bridge teacher "
+         "doctor driver farmer cat dog horse bird apple orange bread cup chair door key phone "
+         "computer camera ticket train bus car bicycle road street market shop school office house "
+         "room bed lamp picture song story game ball box bag coat hat shoe shirt clock map boat "
+         "island forest field flower tree stone cloud basket blanket bucket candle carpet coin "
+         "desk drawer engine fence glass guitar hammer jacket kettle ladder mirror needle notebook "
+         "painting pencil pillow plate radio ribbon rope sandwich spoon stamp tent towel tray "
+         "umbrella wallet wheel whistle cabin castle harbor tower tunnel garage library bakery "
+         "parcel envelope newspaper biscuit pepper onion carrot lemon cherry").split()
+VERBS = dict(pair.split(":") for pair in (
+    "open:opened close:closed find:found lose:lost carry:carried paint:painted clean:cleaned "
+    "fix:fixed buy:bought sell:sold bring:brought take:took move:moved wash:washed watch:watched "
+    "build:built break:broke drop:dropped hide:hid borrow:borrowed read:read draw:drew "
+    "check:checked push:pushed pull:pulled throw:threw catch:caught keep:kept leave:left "
+    "show:showed need:needed want:wanted like:liked count:counted follow:followed "
+    "measure:measured order:ordered fill:filled empty:emptied lift:lifted mend:mended "
+    "pack:packed return:returned share:shared test:tested weigh:weighed").split())
+ADJECTIVES = ("red blue green yellow black white old new small large heavy light quiet loud warm "
+              "cold bright dark clean dirty empty full broken famous strange simple tiny happy "
+              "tired busy soft hard wooden metal round square tall short long narrow wide fresh "
+              "sweet bitter early late purple golden silver plastic shiny dusty").split()
+PAST = ("yesterday", "this morning", "last night", "after lunch", "on monday", "last week", "again")
+FUTURE = ("tomorrow", "tonight", "after lunch", "before dinner", "next week", "on friday", "soon")
+MANNER = ("quickly", "slowly", "carefully", "quietly", "together", "twice")
+PLACES = ("on", "under", "behind", "beside", "near", "inside", "above")
+CONTRACTIONS = ("we're", "they're", "i'm", "you're", "she's", "he's")
+JOINERS = ("and", "but", "because", "so", "while")
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
+def _statement(rng: np.random.Generator) -> str:
+    """A declarative clause; two of them may be joined into one sentence."""
+    name, other, noun, other_noun = _pick(rng, NAMES), _pick(rng, NAMES), _pick(rng, NOUNS), _pick(rng, NOUNS)
+    adjective, verb = _pick(rng, ADJECTIVES), _pick(rng, tuple(VERBS))
+    return _pick(rng, (
+        f"{name} {VERBS[verb]} the {adjective} {noun} {_pick(rng, PAST)}",
+        f"the {adjective} {noun} is {_pick(rng, PLACES)} the {other_noun}",
+        f"{name}'s {noun} was {adjective}",
+        f"{_pick(rng, CONTRACTIONS)} going to {verb} the {adjective} {noun} {_pick(rng, FUTURE)}",
+        f"i can't {verb} the {noun} without {other}",
+        f"there is {_article(adjective)} {adjective} {noun} {_pick(rng, PLACES)} the {other_noun}",
+        f"{name} and {other} {VERBS[verb]} {spell_number(int(rng.integers(2, 13)))} {plural(noun)}",
+        f"{name} will meet {other} at {spell_time(int(rng.integers(1, 13)), 5 * int(rng.integers(12)), True)}",
+    ))
+
+
+def _open_sentence(rng: np.random.Generator) -> str:
+    roll = rng.random()
+    if roll < 1 / 3:
+        return _statement(rng)
+    if roll < 2 / 3:
+        return f"{_statement(rng)} {_pick(rng, JOINERS)} {_statement(rng)}"
+    noun, verb, adjective = _pick(rng, NOUNS), _pick(rng, tuple(VERBS)), _pick(rng, ADJECTIVES)
+    return _pick(rng, (f"please {verb} the {noun} {_pick(rng, MANNER)}",
+                       f"did {_pick(rng, NAMES)} {verb} the {noun} {_pick(rng, PAST)}",
+                       f"don't {verb} my {adjective} {noun}", f"where is the {adjective} {noun}"))
+
+
+class Sentence(NamedTuple):
+    """One generated transcript and the slice it came from ("closed" or "open")."""
+
+    text: str
+    slice: str
+
+
+def generate_texts(num_texts: int, rng: np.random.Generator, closed_fraction: float = 0.5,
+                   min_words: int = 2, max_words: int = 14) -> list[Sentence]:
+    """Draw ``num_texts`` sentences from the grammar; each has ``min_words..max_words`` words.
+
+    Raises:
+        ValueError: if a sentence has a character outside ``char_map.ENGLISH`` (a grammar bug).
+    """
+    if num_texts < 0:
+        raise ValueError(f"num_texts must be non-negative, got {num_texts}")
+    families = tuple(CLOSED_FAMILIES.values())
+    sentences = []
+    while len(sentences) < num_texts:
+        closed = bool(rng.random() < closed_fraction)
+        for _ in range(1000):  # redraw within the slice until the length fits
+            text = _pick(rng, families)(rng) if closed else _open_sentence(rng)
+            if min_words <= len(text.split()) <= max_words:
+                break
+        else:
+            raise ValueError(f"the grammar cannot make sentences of {min_words}..{max_words} words")
+        if ENGLISH.unknown_characters(text):
+            raise ValueError(f"grammar produced {text!r} with {ENGLISH.unknown_characters(text)}")
+        sentences.append(Sentence(text, "closed" if closed else "open"))
+    return sentences
+
+
+# ---------------------------------------------------------------- voices and synthesis
+def _require_tools() -> None:
+    for tool in ("espeak-ng", "sox"):
+        if shutil.which(tool) is None:
+            raise RuntimeError(f"{tool} not found: run `make setup` or apt-get install {tool}")
+
+
+def voice_sets() -> tuple[list[str], list[str]]:
+    """The installed (accent+variant) voices, split into (train/valid voices, test voices)."""
+    _require_tools()
+
+    def listing(kind: str) -> str:
+        return subprocess.run(["espeak-ng", f"--voices={kind}"], capture_output=True, text=True, check=True).stdout
+
+    languages = {line.split()[1] for line in listing("en").splitlines()[1:] if line.strip()}
+    variants_installed = set(re.findall(r"!v/(\S+)", listing("variant")))
+    accents = [accent for accent in ACCENTS if accent in languages]
+    variants = [variant for variant in VARIANTS if variant in variants_installed]
+    if not accents or not variants:
+        raise RuntimeError(f"espeak-ng has none of the accents {ACCENTS} or none of the variants {VARIANTS}")
+    train_voices, test_voices = [], []
+    for accent_index, accent in enumerate(accents):
+        for variant_index, variant in enumerate(variants):
+            held_out = (accent_index + variant_index) % TEST_VOICE_STRIDE == 0
+            (test_voices if held_out else train_voices).append(f"{accent}+{variant}")
+    return train_voices, test_voices
+
+
+class Utterance(NamedTuple):
+    """Everything needed to synthesize one file."""
+
+    utterance_id: str
+    split: str
+    text: str
+    slice: str
+    voice: str
+    rate: int  # words per minute
+    pitch: int  # espeak-ng 0-99
+
+    @property
+    def key(self) -> str:
+        """Path of the wav relative to the corpus folder, as descriptors write it."""
+        return f"wav/{self.split}/{self.utterance_id}.wav"
+
+
+def synthesize(utterance: Utterance, wav_path: Path, sample_rate: int) -> float:
+    """Speak ``utterance`` into ``wav_path`` (mono 16-bit at ``sample_rate``); return its seconds."""
+    def fail(tool: str, stderr: bytes) -> RuntimeError:
+        message = stderr.decode(errors="replace").strip() or "no audio produced"
+        return RuntimeError(f"{tool} failed for text {utterance.text!r} with voice {utterance.voice!r}: {message}")
+
+    speak = subprocess.run(["espeak-ng", "-v", utterance.voice, "-s", str(utterance.rate), "-p",
+                            str(utterance.pitch), "--stdout", utterance.text], capture_output=True)
+    if speak.returncode or not speak.stdout:
+        raise fail("espeak-ng", speak.stderr)
+    # espeak-ng writes 22050 Hz; -R makes sox's dither repeatable, so equal inputs give equal bytes
+    resample = subprocess.run(["sox", "-R", "-t", "wav", "-", "-r", str(sample_rate), "-c", "1", "-b", "16",
+                               str(wav_path)], input=speak.stdout, capture_output=True)
+    if resample.returncode:
+        raise fail("sox", resample.stderr)
+    return soundfile.info(str(wav_path)).duration
+
+
+def plan_utterances(config: CorpusConfig, train_voices: list[str], test_voices: list[str]) -> list[Utterance]:
+    """Texts, splits, voices, rates and pitches for the whole corpus, all drawn from ``config.seed``."""
+    text_seed, voice_seed = np.random.SeedSequence(config.seed).spawn(2)  # texts stay put if voices change
+    sentences = generate_texts(config.num_utterances, np.random.default_rng(text_seed), config.closed_fraction,
+                               config.min_words, config.max_words)
+    rng = np.random.default_rng(voice_seed)
+    num_valid = max(1, round(config.num_utterances * config.valid_fraction))
+    num_test = max(1, round(config.num_utterances * config.test_fraction))
+    splits = ["train"] * (config.num_utterances - num_valid - num_test) + ["valid"] * num_valid + ["test"] * num_test
+    utterances = []
+    for index, (sentence, split) in enumerate(zip(sentences, splits)):
+        voice = _pick(rng, test_voices if split == "test" else train_voices)
+        rate = int(rng.integers(config.rate_range[0], config.rate_range[1] + 1))
+        pitch = int(rng.integers(config.pitch_range[0], config.pitch_range[1] + 1))
+        utterances.append(Utterance(f"{index:06d}", split, sentence.text, sentence.slice, voice, rate, pitch))
+    return utterances
+
+
+# ---------------------------------------------------------------- build, cache, CLI
+def _cache_key(config: CorpusConfig) -> dict:
+    key = json.loads(json.dumps(asdict(config)))  # tuples -> lists, as they come back from JSON
+    key.pop("workers")  # how fast it was built does not change what was built
+    return key
+
+
+def _cached(out_dir: Path, config: CorpusConfig) -> dict[str, Path] | None:
+    manifest_path = out_dir / "manifest.json"
+    if not manifest_path.is_file():
+        return None
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("grammar_version") != GRAMMAR_VERSION or manifest.get("config") != _cache_key(config):
+        return None
+    descriptors = {split: out_dir / f"{split}_corpus.json" for split in SPLITS}
+    for path in descriptors.values():
+        if not path.is_file():
+            return None
+        for line in path.read_text().splitlines():
+            if not (out_dir / json.loads(line)["key"]).is_file():
+                return None
+    return descriptors
+
+
+def _synthesize_all(utterances: list[Utterance], out_dir: Path, config: CorpusConfig) -> dict[str, float]:
+    """Synthesize every utterance with ``config.workers`` jobs in flight; id -> seconds."""
+    durations = {}
+    with ThreadPoolExecutor(config.workers) as pool, tqdm(total=len(utterances), desc="espeak-ng", unit="utt") as bar:
+        futures = {pool.submit(synthesize, utterance, out_dir / utterance.key, config.sample_rate): utterance
+                   for utterance in utterances}
+        try:
+            for future in as_completed(futures):
+                durations[futures[future].utterance_id] = future.result()
+                bar.update()
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # stop at the first failure
+            raise
+    too_long = [utterance for utterance in utterances if durations[utterance.utterance_id] > config.max_duration]
+    if too_long:
+        raise RuntimeError(f"{len(too_long)} utterances exceed {config.max_duration} s, e.g. {too_long[0]}")
+    return durations
+
+
+def build_corpus(out_dir: str | Path = "data/speech", config: CorpusConfig = CorpusConfig()) -> dict[str, Path]:
+    """Synthesize the corpus into ``out_dir`` unless a matching build is already there.
+
+    Args:
+        out_dir: folder owned by the corpus; old ``wav/<split>/*.wav`` files are removed on rebuild.
+        config: what to build.
+
+    Returns:
+        Split name ("train", "valid", "test") -> path of its JSON-lines descriptor.
+    """
+    out_dir = Path(out_dir)
+    cached = _cached(out_dir, config)
+    if cached is not None:
+        return cached
+    train_voices, test_voices = voice_sets()
+    utterances = plan_utterances(config, train_voices, test_voices)
+    (out_dir / "manifest.json").unlink(missing_ok=True)  # written last: marks a complete build
+    for split in SPLITS:
+        (out_dir / "wav" / split).mkdir(parents=True, exist_ok=True)
+        for stale in (out_dir / "wav" / split).glob("*.wav"):
+            stale.unlink()
+    durations = _synthesize_all(utterances, out_dir, config)
+    descriptors, statistics = {}, {}
+    for split in SPLITS:
+        records = [{"key": u.key, "duration": round(durations[u.utterance_id], 4), "text": u.text,
+                    "slice": u.slice, "voice": u.voice, "rate": u.rate, "pitch": u.pitch}
+                   for u in utterances if u.split == split]
+        descriptors[split] = out_dir / f"{split}_corpus.json"
+        descriptors[split].write_text("".join(json.dumps(record) + "\n" for record in records))
+        statistics[split] = {"utterances": len(records), "hours": round(sum(r["duration"] for r in records) / 3600, 4),
+                             "voices_used": len({r["voice"] for r in records})}
+    train_texts = {u.text for u in utterances if u.split == "train"}
+    manifest = {
+        "grammar_version": GRAMMAR_VERSION, "config": _cache_key(config),
+        "espeak_ng": subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True).stdout.strip(),
+        "voices": {"rule": f"test iff (accent_index + variant_index) % {TEST_VOICE_STRIDE} == 0",
+                   "train_valid": train_voices, "test": test_voices},
+        "splits": statistics,
+        "test_texts_also_in_train": sum(u.text in train_texts for u in utterances if u.split == "test"),
+    }
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return descriptors
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command line: build a corpus and print its size, duration spread and build time."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="data/speech", help="output folder (default data/speech)")
+    parser.add_argument("--profile", choices=sorted(PROFILE_SIZES), help="corpus size by name ($PROFILE or quick)")
+    parser.add_argument("--size", type=int, help="number of utterances (overrides --profile)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    size = args.size if args.size is not None else get_profile(args.profile).corpus_size
+    config = CorpusConfig(num_utterances=size, seed=args.seed, workers=args.workers)
+    start = time.perf_counter()
+    descriptors = build_corpus(args.out, config)
+    elapsed = time.perf_counter() - start
+    durations = [json.loads(line)["duration"] for path in descriptors.values() for line in path.read_text().splitlines()]
+    sizes = {split: len(path.read_text().splitlines()) for split, path in descriptors.items()}
+    print(f"{args.out}: {sizes}, {sum(durations) / 3600:.2f} h of audio, duration min/median/max "
+          f"{min(durations):.2f}/{float(np.median(durations)):.2f}/{max(durations):.2f} s, "
+          f"ready in {elapsed:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Run profiles: one switch (smoke / quick / full) that sizes data and training everywhere.
+
+Make passes ``PROFILE`` to the corpus builder and the report; each notebook's papermill
+``parameters`` cell sets ``PROFILE`` and reads its numbers from :func:`get_profile`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How big a run is.
+
+    Attributes:
+        name: "smoke", "quick" or "full".
+        corpus_size: utterances the embedded speech corpus is built with (all splits).
+        epochs: epochs for each of the course's models 0-4.
+        train_limit: training utterances used (None: all).
+        valid_limit: validation utterances used (None: all).
+        test_limit: held-out test utterances scored (None: all).
+        minibatch_size: utterances per batch.
+    """
+
+    name: str
+    corpus_size: int
+    epochs: int
+    train_limit: int | None
+    valid_limit: int | None
+    test_limit: int | None
+    minibatch_size: int = 20
+
+
+PROFILES = {
+    # CI: every notebook in about two minutes on 2 cores; numbers are meaningless, paths are not.
+    "smoke": Profile("smoke", corpus_size=150, epochs=1, train_limit=40, valid_limit=20, test_limit=20, minibatch_size=10),
+    # default of `make report`: the whole course in under 30 minutes on 2 cores; models learn.
+    "quick": Profile("quick", corpus_size=2000, epochs=6, train_limit=None, valid_limit=None, test_limit=None),
+    # course-length training, for a GPU or a long CPU night.
+    "full": Profile("full", corpus_size=8000, epochs=20, train_limit=None, valid_limit=None, test_limit=None),
+}
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """The profile called ``name``, else $PROFILE, else "quick"."""
+    name = name or os.environ.get("PROFILE", "quick")
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
+    return PROFILES[name]

@@ -1,0 +1,43 @@
+"""Shared fixtures: small audio files and descriptor folders written into tmp_path."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the flat modules import even without `pip install -e .`
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def write_tone(path: Path, seconds: float, sample_rate: int = 16000, frequency: float = 440.0, seed: int = 0) -> Path:
+    """A sine plus a little noise, so it is neither silent nor degenerate."""
+    rng = np.random.default_rng(seed)
+    time = np.arange(int(seconds * sample_rate)) / sample_rate
+    samples = 0.3 * np.sin(2 * np.pi * frequency * time) + 0.01 * rng.normal(size=time.size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(path, samples.astype(np.float32), sample_rate)
+    return path
+
+
+def write_descriptors(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    return path
+
+
+@pytest.fixture
+def tone_corpus(tmp_path: Path) -> Path:
+    """Six good utterances of 0.6-1.6 s with short texts; returns the descriptor path."""
+    records = []
+    for index, text in enumerate(["hi", "go left", "one two", "ace", "it's on", "stop"]):
+        seconds = 0.6 + 0.2 * index
+        write_tone(tmp_path / "wav" / f"{index}.wav", seconds, frequency=200 + 100 * index, seed=index)
+        records.append({"key": f"wav/{index}.wav", "duration": seconds, "text": text})
+    return write_descriptors(tmp_path / "train_corpus.json", records)
