@@ -492,13 +492,15 @@ def build_corpus(out_dir: str | Path = "data/speech", config: CorpusConfig = Cor
 def main(argv: Sequence[str] | None = None) -> None:
     """Command line: build a corpus and print its size, duration spread and build time."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="data/speech", help="output folder (default data/speech)")
+    parser.add_argument("--out", help="output folder (default: the profile's corpus_dir, e.g. data/speech)")
     parser.add_argument("--profile", choices=sorted(PROFILE_SIZES), help="corpus size by name ($PROFILE or quick)")
     parser.add_argument("--size", type=int, help="number of utterances (overrides --profile)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
-    size = args.size if args.size is not None else get_profile(args.profile).corpus_size
+    profile = get_profile(args.profile)
+    size = args.size if args.size is not None else profile.corpus_size
+    args.out = args.out or profile.corpus_dir
     config = CorpusConfig(num_utterances=size, seed=args.seed, workers=args.workers)
     start = time.perf_counter()
     descriptors = build_corpus(args.out, config)

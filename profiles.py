@@ -22,6 +22,7 @@ class Profile:
         valid_limit: validation utterances used (None: all).
         test_limit: held-out test utterances scored (None: all).
         minibatch_size: utterances per batch.
+        (corpus_dir and descriptor() say where the corpus is.)
     """
 
     name: str
@@ -31,6 +32,18 @@ class Profile:
     valid_limit: int | None
     test_limit: int | None
     minibatch_size: int = 20
+
+    @property
+    def corpus_dir(self) -> str:
+        """Where this profile's speech corpus lives: data/speech for quick, data/speech_<name> else.
+
+        Separate folders let a smoke run (tests, CI) leave the quick corpus in place.
+        """
+        return "data/speech" if self.name == "quick" else f"data/speech_{self.name}"
+
+    def descriptor(self, split: str) -> str:
+        """Path of the ``split`` ("train", "valid", "test") descriptor file."""
+        return f"{self.corpus_dir}/{split}_corpus.json"
 
 
 PROFILES = {

@@ -1,0 +1,48 @@
+# CTC Lab: the two commands are `make report` and `make test`; everything else is a step of them.
+PROFILE ?= quick
+VENV    := .venv
+PYTHON  := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export KERAS_BACKEND ?= tensorflow
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONUNBUFFERED := 1
+
+.PHONY: report test setup system-deps corpus benchmark clean
+
+## report: the whole course under PROFILE (smoke | quick | full), written to report/index.html
+report: setup corpus
+	$(PYTHON) report.py --profile $(PROFILE)
+
+## test: the whole test suite (includes notebook smoke runs)
+test: setup
+	$(PYTHON) -m pytest
+
+## setup: system packages and the virtual environment (idempotent)
+setup: system-deps $(STAMP)
+
+system-deps:
+	@if command -v espeak-ng >/dev/null && command -v sox >/dev/null && ldconfig -p | grep -q libsndfile; then \
+		echo "system packages: espeak-ng, sox, libsndfile present"; \
+	else \
+		echo "installing espeak-ng, sox, libsndfile1 with apt-get"; \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q espeak-ng sox libsndfile1; \
+	fi
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -r requirements.txt
+	$(PYTHON) -m pip install --quiet --no-deps --no-build-isolation -e . || $(PYTHON) -m pip install --quiet --no-deps -e .
+	@touch $(STAMP)
+
+## corpus: the embedded speech corpus for PROFILE (data/speech for quick; cached)
+corpus: setup
+	$(PYTHON) corpus.py --profile $(PROFILE)
+
+## benchmark: measured speed ratios (see benchmarks/)
+benchmark: setup corpus
+	$(PYTHON) benchmarks/train_step.py
+
+clean:
+	rm -rf results report data/features
