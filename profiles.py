@@ -22,7 +22,7 @@ class Profile:
         valid_limit: validation utterances used (None: all).
         test_limit: held-out test utterances scored (None: all).
         minibatch_size: utterances per batch.
-        (corpus_dir and descriptor() say where the corpus is.)
+        (corpus_dir / descriptor() say where the corpus is, results_dir where models go.)
     """
 
     name: str
@@ -40,6 +40,11 @@ class Profile:
         Separate folders let a smoke run (tests, CI) leave the quick corpus in place.
         """
         return "data/speech" if self.name == "quick" else f"data/speech_{self.name}"
+
+    @property
+    def results_dir(self) -> str:
+        """Where this profile's trained models go: results/<name>/<model>/."""
+        return f"results/{self.name}"
 
     def descriptor(self, split: str) -> str:
         """Path of the ``split`` ("train", "valid", "test") descriptor file."""

@@ -320,7 +320,7 @@ def evaluate_model(run_dir: str | Path, desc_file: str | Path, limit: int | None
     """Greedy WER / CER of a trained run on a descriptor file (e.g. the unseen-voice test split).
 
     Returns:
-        {"wer", "cer", "utterances", "skipped", "references", "hypotheses"}.
+        {"wer", "cer", "utterances", "skipped", "references", "hypotheses", "builder", "parameters"}.
     """
     model, normalizer, features, alphabet = load_trained_model(run_dir)
     generator = AudioGenerator(
@@ -335,4 +335,36 @@ def evaluate_model(run_dir: str | Path, desc_file: str | Path, limit: int | None
         "skipped": len(generator.skipped),
         "references": list(generator.texts),
         "hypotheses": hypotheses,
+        "builder": model.builder_config["builder"],
+        "parameters": model.count_params(),
     }
+
+
+def compare_models(run_dirs, desc_file: str | Path, limit: int | None = None):
+    """One row per trained run: size, training time, best validation loss and held-out WER / CER.
+
+    Args:
+        run_dirs: run folders (results/<profile>/<name>).
+        desc_file: the held-out descriptor file to score (the unseen-voice test split).
+        limit: score only the first N utterances.
+
+    Returns:
+        (pandas.DataFrame sorted by CER, {run name: evaluate_model result}).
+    """
+    import pandas as pd
+
+    rows, evaluations = [], {}
+    for run_dir in map(Path, run_dirs):
+        history = load_history(run_dir / "history.json")
+        evaluation = evaluations[run_dir.name] = evaluate_model(run_dir, desc_file, limit=limit)
+        rows.append({
+            "model": run_dir.name,
+            "builder": evaluation["builder"],
+            "parameters": evaluation["parameters"],
+            "epochs": len(history["loss"]),
+            "seconds/epoch": float(np.mean(history["epoch_seconds"])),
+            "best val loss": min(history.get("val_loss", [np.nan])),
+            "WER": evaluation["wer"],
+            "CER": evaluation["cer"],
+        })
+    return pd.DataFrame(rows).sort_values("CER").reset_index(drop=True), evaluations
