@@ -343,6 +343,8 @@ def evaluate_model(run_dir: str | Path, desc_file: str | Path, limit: int | None
 def compare_models(run_dirs, desc_file: str | Path, limit: int | None = None):
     """One row per trained run: size, training time, best validation loss and held-out WER / CER.
 
+    Also writes each run's scores to ``<run_dir>/scores.json`` for the report.
+
     Args:
         run_dirs: run folders (results/<profile>/<name>).
         desc_file: the held-out descriptor file to score (the unseen-voice test split).
@@ -357,6 +359,8 @@ def compare_models(run_dirs, desc_file: str | Path, limit: int | None = None):
     for run_dir in map(Path, run_dirs):
         history = load_history(run_dir / "history.json")
         evaluation = evaluations[run_dir.name] = evaluate_model(run_dir, desc_file, limit=limit)
+        scores = {key: evaluation[key] for key in ("wer", "cer", "utterances", "skipped")}
+        (run_dir / "scores.json").write_text(json.dumps(dict(scores, desc_file=str(desc_file)), indent=1))
         rows.append({
             "model": run_dir.name,
             "builder": evaluation["builder"],
