@@ -10,6 +10,7 @@ import pytest
 import soundfile
 
 import corpus
+import grammar
 from char_map import ENGLISH
 
 TINY = corpus.CorpusConfig(num_utterances=24, seed=3)
@@ -33,7 +34,7 @@ def tiny_corpus(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
     (999999, "nine hundred ninety nine thousand nine hundred ninety nine"),
 ])
 def test_spell_number(number, expected):
-    assert corpus.spell_number(number) == expected
+    assert grammar.spell_number(number) == expected
 
 
 @pytest.mark.parametrize("number, expected", [
@@ -42,7 +43,7 @@ def test_spell_number(number, expected):
     (31, "thirty first"), (100, "one hundredth"),
 ])
 def test_spell_ordinal(number, expected):
-    assert corpus.spell_ordinal(number) == expected
+    assert grammar.spell_ordinal(number) == expected
 
 
 @pytest.mark.parametrize("hour, minute, casual, expected", [
@@ -53,7 +54,7 @@ def test_spell_ordinal(number, expected):
     (11, 0, False, "eleven o'clock"), (12, 10, False, "twelve ten"),
 ])
 def test_spell_time(hour, minute, casual, expected):
-    assert corpus.spell_time(hour, minute, casual) == expected
+    assert grammar.spell_time(hour, minute, casual) == expected
 
 
 @pytest.mark.parametrize("year, expected", [
@@ -61,7 +62,7 @@ def test_spell_time(hour, minute, casual, expected):
     (2000, "two thousand"), (2005, "two thousand five"), (2010, "twenty ten"), (2024, "twenty twenty four"),
 ])
 def test_spell_year(year, expected):
-    assert corpus.spell_year(year) == expected
+    assert grammar.spell_year(year) == expected
 
 
 @pytest.mark.parametrize("noun, expected", [
@@ -69,11 +70,11 @@ def test_spell_year(year, expected):
     ("key", "keys"), ("six", "sixes"), ("queen", "queens"),
 ])
 def test_plural(noun, expected):
-    assert corpus.plural(noun) == expected
+    assert grammar.plural(noun) == expected
 
 
 @pytest.mark.parametrize("function, argument", [
-    (corpus.spell_number, -1), (corpus.spell_number, 1_000_000), (corpus.spell_ordinal, 0), (corpus.spell_year, 1899),
+    (grammar.spell_number, -1), (grammar.spell_number, 1_000_000), (grammar.spell_ordinal, 0), (grammar.spell_year, 1899),
 ])
 def test_spelling_rejects_out_of_range(function, argument):
     with pytest.raises(ValueError, match=str(argument)):
@@ -81,7 +82,7 @@ def test_spelling_rejects_out_of_range(function, argument):
 
 
 def test_generated_texts_are_valid_lowercase_and_sized():
-    sentences = corpus.generate_texts(600, np.random.default_rng(0))
+    sentences = grammar.generate_texts(600, np.random.default_rng(0))
     for sentence in sentences:
         assert ENGLISH.unknown_characters(sentence.text) == [], sentence
         assert sentence.text == sentence.text.lower() == " ".join(sentence.text.split())
@@ -89,15 +90,15 @@ def test_generated_texts_are_valid_lowercase_and_sized():
     slices = [sentence.slice for sentence in sentences]
     assert 0.4 < slices.count("closed") / len(slices) < 0.6
     assert set(slices) == {"closed", "open"}
-    assert corpus.generate_texts(50, np.random.default_rng(1)) == corpus.generate_texts(50, np.random.default_rng(1))
+    assert grammar.generate_texts(50, np.random.default_rng(1)) == grammar.generate_texts(50, np.random.default_rng(1))
 
 
 def test_every_closed_family_speaks_its_topic():
     rng = np.random.default_rng(0)
-    samples = {name: " ".join(family(rng) for _ in range(40)) for name, family in corpus.CLOSED_FAMILIES.items()}
-    assert any(month in samples["date"] for month in corpus.MONTHS)
+    samples = {name: " ".join(family(rng) for _ in range(40)) for name, family in grammar.CLOSED_FAMILIES.items()}
+    assert any(month in samples["date"] for month in grammar.MONTHS)
     assert any(word in samples["time"] for word in ("past", "o'clock", "quarter"))
-    assert any(suit in samples["cards"] for suit in corpus.SUITS)
+    assert any(suit in samples["cards"] for suit in grammar.SUITS)
     assert any(word in samples["direction"] for word in ("left", "right", "north"))
     assert not any(character.isdigit() for character in samples["number"])
 

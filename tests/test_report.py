@@ -1,7 +1,6 @@
 """The smoke profile end to end: every notebook executed by papermill, exported, and indexed."""
 
 import re
-from pathlib import Path
 
 import pytest
 

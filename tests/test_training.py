@@ -7,14 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 
 import decoding
 import sample_models
 import train_utils
-from char_map import ENGLISH
 from ctc_reference import brute_force_ctc, random_ctc_case
 from data_generator import AudioGenerator
 
