@@ -21,6 +21,7 @@ Bad utterances never reach training: each is reported with its file and reason a
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 from collections import Counter
@@ -54,7 +55,9 @@ def read_descriptors(desc_file: str | Path) -> list[dict]:
             continue
         try:
             record = json.loads(line)
-            key, duration, text = record["key"], float(record["duration"]), str(record["text"])
+            key, duration, text = record["key"], float(record["duration"]), record["text"]
+            if not isinstance(text, str):
+                raise TypeError(f"text must be a string, got {text!r}")
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{desc_file}:{line_number}: bad descriptor line ({error!r})") from error
         path = Path(key)
@@ -203,7 +206,7 @@ class AudioGenerator(keras.utils.PyDataset):
         self.minibatch_size, self.pad_multiple = minibatch_size, pad_multiple
         self.sort_by_duration, self.shuffle = sort_by_duration, shuffle
         self.output_length = output_length or (lambda length: length)
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
         self.skipped = SkipReport()
         records = read_descriptors(desc_file)[:limit]
         self._load(records, max_duration, FeatureCache(features, cache_dir), verbose)
@@ -247,26 +250,30 @@ class AudioGenerator(keras.utils.PyDataset):
 
     # ------------------------------------------------------------------- ordering (SortaGrad)
 
-    def _epoch_order(self) -> list[np.ndarray]:
-        """Utterance indices of every batch of the coming epoch.
+    def _epoch_order(self, epoch: int | None = None) -> list[np.ndarray]:
+        """Utterance indices of every batch of ``epoch`` (default: the current one).
+
+        A pure function of (seed, epoch), so any pass over the data can compute its own order.
 
         Sorted by duration in the first epoch with SortaGrad and always without shuffling.
         Shuffled epochs draw a random permutation, sort it by duration within buckets of 16
         batches (so a batch holds clips of similar length and little padding), then shuffle the
         batch order.
         """
+        epoch = self.epoch if epoch is None else epoch
         durations = np.asarray(self.durations)
-        if not self.shuffle or (self.sort_by_duration and self.epoch == 0):
+        if not self.shuffle or (self.sort_by_duration and epoch == 0):
             order = np.argsort(durations, kind="stable")
             return [order[i : i + self.minibatch_size] for i in range(0, len(order), self.minibatch_size)]
-        permutation = self.rng.permutation(len(durations))
+        rng = np.random.default_rng((self.seed, epoch))
+        permutation = rng.permutation(len(durations))
         bucket = self.minibatch_size * 16
         batches = []
         for start in range(0, len(permutation), bucket):
             chunk = permutation[start : start + bucket]
             chunk = chunk[np.argsort(durations[chunk], kind="stable")]
             batches += [chunk[i : i + self.minibatch_size] for i in range(0, len(chunk), self.minibatch_size)]
-        return [batches[i] for i in self.rng.permutation(len(batches))]
+        return [batches[i] for i in rng.permutation(len(batches))]
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
@@ -301,8 +308,9 @@ class AudioGenerator(keras.utils.PyDataset):
 
         Keras infers a PyDataset's tensor shapes from its first two batches, which would freeze
         the padded time and label axes of later batches; the TensorFlow view declares those
-        axes variable instead (one graph trace), prefetches two batches in a background thread,
-        and calls :meth:`on_epoch_end` after each pass. Other backends take the PyDataset as is.
+        axes variable instead (one graph trace) and prefetches two batches in a background
+        thread. Pass k over the dataset serves epoch k's order whenever the previous pass's
+        prefetch thread finishes. Other backends take the PyDataset as is.
         """
         if keras.backend.backend() != "tensorflow":
             return self
@@ -314,10 +322,13 @@ class AudioGenerator(keras.utils.PyDataset):
             {"labels": tf.TensorSpec((None, None), tf.int32), "label_length": tf.TensorSpec((None,), tf.int32)},
         )
 
-        def batches():
-            for index in range(len(self)):
-                yield self[index]
-            self.on_epoch_end()
+        passes = itertools.count()
+
+        def batches():  # tf.data calls this once per epoch; pass k serves epoch k's order
+            epoch = next(passes)
+            for indices in self._epoch_order(epoch):
+                yield self.get_batch(indices)
+            self.epoch, self._order = epoch + 1, self._epoch_order(epoch + 1)
 
         dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
         return dataset.apply(tf.data.experimental.assert_cardinality(len(self))).prefetch(2)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pickle
+import shutil
 import time
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from keras import ops
 import decoding
 import sample_models
 import utils
-from char_map import ENGLISH, Alphabet
+from char_map import ENGLISH, Alphabet, get_alphabet
 from data_generator import AudioGenerator, Normalizer
 
 DEFAULT_TRAIN_JSON = "data/speech/train_corpus.json"
@@ -263,8 +264,6 @@ def train_model(
 
 
 def _remove(path: Path) -> None:
-    import shutil
-
     if path.is_dir():
         shutil.rmtree(path)
     elif path.exists():
@@ -291,8 +290,6 @@ def load_trained_model(run_dir: str | Path) -> tuple[keras.Model, Normalizer, ut
     Returns:
         (model with output_length, training normalizer, feature configuration, alphabet).
     """
-    from char_map import get_alphabet
-
     run_dir = Path(run_dir)
     config = json.loads((run_dir / "builder.json").read_text())
     model = sample_models.build(config["builder"], **config["arguments"])

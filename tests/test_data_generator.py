@@ -104,7 +104,7 @@ def test_read_descriptors_resolves_relative_keys_against_descriptor_folder(tmp_p
     records = read_descriptors(desc)
 
     assert len(records) == len(table)
-    for record, (key, expected), index in zip(records, table, range(len(table))):
+    for index, (record, (_, expected)) in enumerate(zip(records, table)):
         assert Path(record["key"]).resolve() == expected.resolve()
         assert record["duration"] == 2.0 and isinstance(record["duration"], float)
         assert record["text"] == "hi" and record["speaker"] == index  # other fields are kept
@@ -428,6 +428,14 @@ def test_every_item_bad_raises_with_reasons(tmp_path):
     message = str(error.value)
     for name, *_, reason, detail in BAD_ITEMS:
         assert reason in message and name in message and detail in message
+
+
+@pytest.mark.parametrize("content", ["", "\n\n  \n"])
+def test_descriptor_without_utterances_raises(tmp_path, content):
+    desc = tmp_path / "corpus.json"
+    desc.write_text(content)
+    with pytest.raises(ValueError, match=re.escape(f"{desc}: no usable utterances")):
+        build(desc, tmp_path)
 
 
 @pytest.mark.parametrize("seconds, output_length, text, kept", [
