@@ -6,22 +6,24 @@ One run measures, on the current Keras backend (``KERAS_BACKEND=tensorflow`` or 
    closest to the median length) is trained on ``--warmup + --steps`` times
 
    * through ``train_utils.CTCTrainer`` compiled as ``train_utils.train_model`` compiles it and
-     fed by ``AudioGenerator.fit_data``'s own pipeline ("fit step"), and
+     fed the way ``AudioGenerator.fit_data`` feeds fit ("fit step"), and
    * through a hand-written step on a fresh copy of the model with the same initial weights,
      the same loss (``train_utils.ctc_batch_loss`` on ``sample_models.logits_model``) and the
-     same optimizer (``train_utils.course_optimizer``) ("raw step"): a ``tf.function`` with a
+     same optimizer (``--optimizer``: train_model's default or the course's SGD) ("raw step"):
+     a ``tf.function`` with a
      ``tf.GradientTape`` on TensorFlow, a ``jax.jit`` of ``stateless_call`` +
      ``jax.value_and_grad`` + ``optimizer.stateless_apply`` on JAX.
 
    The two alternate step by step (the raw step runs inside the timing callback, after the fit
-   step's time is taken), so load from other processes on a shared machine hits both alike.
+   step's time is taken), so load from other processes on a shared machine hits both alike;
+   the generator batches of part 2 are timed in the same gaps.
    A fit step is timed from ``on_train_batch_begin`` to ``on_train_batch_end``, which Keras
    calls once the loss has reached Python, i.e. after the step finished. Warm-up steps
    (tracing, compilation) are dropped and medians are compared.
 2. **generator vs step after the first epoch.** ``AudioGenerator`` keeps every utterance's
    features in memory once constructed, so a batch after the first epoch is only normalization
-   and padding: ``__getitem__`` is timed over a whole shuffled epoch. A cold featurization of
-   the same batch (no feature cache) shows what the cache saves.
+   and padding: ``__getitem__`` is timed on every batch of a shuffled epoch. A cold
+   featurization of the fixed batch (no feature cache) shows what the cache saves.
 
 Ratios are printed against targets (fit/raw <= 1.15, generator/step <= 5 %); nothing is
 asserted. When fit/raw misses its target (or with ``--alternatives always``), fit is measured
@@ -62,6 +64,10 @@ FIT_TO_RAW_TARGET = 1.15  # Keras' per-step bookkeeping should cost at most 15 %
 GENERATOR_TO_STEP_TARGET = 0.05  # building a batch should cost at most 5 % of a step
 MINIMUM_TIMED_STEPS = 5  # a fit stopped by --max-fit-seconds still keeps this many timed steps
 NOTEBOOK_VERBOSE = 2  # what the course notebook passes to train_model (one line per epoch)
+OPTIMIZERS: dict[str, Callable[[], keras.optimizers.Optimizer]] = {
+    "default": train_utils.default_optimizer,  # train_model's when given none
+    "course": train_utils.course_optimizer,  # the course's SGD
+}
 
 Batch = tuple[dict[str, np.ndarray], dict[str, np.ndarray]]
 
@@ -117,10 +123,10 @@ class StepTimer(keras.callbacks.Callback):
         self.timing = Timing(steps_per_call=steps_per_call)
         self._started = 0.0
 
-    def on_train_batch_begin(self, batch, logs=None):
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
         self._started = time.perf_counter()
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self.timing.seconds.append(time.perf_counter() - self._started)
         if len(self.timing.seconds) == 1:
             self.timing.first_loss = float((logs or {}).get("loss", math.nan))
@@ -132,21 +138,11 @@ class StepTimer(keras.callbacks.Callback):
 
 
 class RepeatedBatch(keras.utils.PyDataset):
-    """One fixed batch served ``batch_count`` times through ``AudioGenerator.fit_data``.
+    """One fixed batch served ``batch_count`` times: fit's input on backends other than TensorFlow."""
 
-    Borrowing ``fit_data`` (it only needs ``features``, ``len``, indexing and ``on_epoch_end``)
-    feeds fit exactly as ``train_model`` does: on TensorFlow a ``tf.data`` generator with the
-    same variable-length signature (so the step is traced for unknown T and L, as in real
-    training) and a two-batch prefetch thread; on JAX this PyDataset itself, read in the
-    training loop. The one difference from training is that building the batch costs nothing
-    here; part 2 measures that cost separately.
-    """
-
-    fit_data = AudioGenerator.fit_data
-
-    def __init__(self, batch: Batch, batch_count: int, features: utils.FeatureConfig):
+    def __init__(self, batch: Batch, batch_count: int):
         super().__init__()
-        self.batch, self.batch_count, self.features = batch, batch_count, features
+        self.batch, self.batch_count = batch, batch_count
 
     def __len__(self) -> int:
         return self.batch_count
@@ -154,8 +150,22 @@ class RepeatedBatch(keras.utils.PyDataset):
     def __getitem__(self, index: int) -> Batch:
         return self.batch
 
-    def on_epoch_end(self) -> None:
-        pass
+
+def repeated_fit_input(batch: Batch, batch_count: int, generator: AudioGenerator):
+    """``batch`` ``batch_count`` times, in the form ``generator.fit_data()`` hands to fit.
+
+    On TensorFlow that is a ``tf.data`` generator with fit_data's own variable-length signature
+    (so the step is traced for unknown T and L, as in real training) and, like fit_data, a
+    two-batch prefetch thread; on JAX a PyDataset read in the training loop. The one difference
+    from training is that building the batch costs nothing here; the generator is timed apart.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return RepeatedBatch(batch, batch_count)
+    import tensorflow as tf
+
+    signature = generator.fit_data().element_spec  # builds the dataset only; reads no batch
+    dataset = tf.data.Dataset.from_generator(lambda: (batch for _ in range(batch_count)), output_signature=signature)
+    return dataset.apply(tf.data.experimental.assert_cardinality(batch_count)).prefetch(2)
 
 
 # ---------------------------------------------------------------------------- the two steps
@@ -165,17 +175,18 @@ class RepeatedBatch(keras.utils.PyDataset):
 class FitSettings:
     """How the benchmark compiles and fits; the defaults are the course's training path.
 
-    ``train_model`` compiles with ``trainer.compile(optimizer=course_optimizer(),
-    jit_compile=False)``; the course notebook fits with ``verbose=2``.
+    ``train_model`` compiles with ``trainer.compile(optimizer=optimizer or default_optimizer(),
+    jit_compile=False)`` and fits with ``shuffle=False``; the course notebook passes ``verbose=2``.
     """
 
+    optimizer: str = "default"  # a key of OPTIMIZERS
     jit_compile: bool = False
     steps_per_execution: int = 1
     verbose: int = NOTEBOOK_VERBOSE
 
 
 def time_fit(
-    model: keras.Model, batch: Batch, features: utils.FeatureConfig, settings: FitSettings,
+    model: keras.Model, batch: Batch, generator: AudioGenerator, settings: FitSettings,
     num_steps: int, warmup_steps: int, between_steps: Callable[[], None], max_seconds: float,
 ) -> Timing:
     """Train ``model`` (in place) on ``batch`` through CTCTrainer.fit, timing every batch.
@@ -183,7 +194,7 @@ def time_fit(
     Args:
         model: a sample_models acoustic model.
         batch: the fixed (x, y) batch.
-        features: the feature configuration (for the tf.data signature).
+        generator: the training generator (fit's input takes the form its fit_data has).
         settings: compile and fit arguments.
         num_steps: training steps, warm-up included.
         warmup_steps: steps not counted against ``max_seconds``.
@@ -195,19 +206,21 @@ def time_fit(
     """
     trainer = train_utils.CTCTrainer(model)
     trainer.compile(
-        optimizer=train_utils.course_optimizer(), jit_compile=settings.jit_compile,
+        optimizer=OPTIMIZERS[settings.optimizer](), jit_compile=settings.jit_compile,
         steps_per_execution=settings.steps_per_execution,
     )
     timer = StepTimer(between_steps, settings.steps_per_execution, warmup_steps, max_seconds)
     # StopOnNaN is train_model's only per-batch callback; its other callbacks act once an epoch.
     callbacks = [train_utils.StopOnNaN(), timer]
-    data = RepeatedBatch(batch, num_steps, features).fit_data()
+    data = repeated_fit_input(batch, num_steps, generator)
     with contextlib.redirect_stdout(io.StringIO()):  # the progress output of verbose=1 / 2
-        trainer.fit(data, epochs=1, verbose=settings.verbose, callbacks=callbacks)
+        trainer.fit(data, epochs=1, verbose=settings.verbose, callbacks=callbacks, shuffle=False)
     return timer.timing
 
 
-def tensorflow_raw_step(model: keras.Model, batch: Batch, features: utils.FeatureConfig) -> Callable[[], float]:
+def tensorflow_raw_step(
+    model: keras.Model, batch: Batch, generator: AudioGenerator, optimizer: keras.optimizers.Optimizer
+) -> Callable[[], float]:
     """A hand-written ``tf.function`` training step on ``model`` and ``batch``.
 
     The batch is converted to tensors once, so the step is pure compute: a lower bound for
@@ -216,10 +229,9 @@ def tensorflow_raw_step(model: keras.Model, batch: Batch, features: utils.Featur
     import tensorflow as tf
 
     logits_model = sample_models.logits_model(model)
-    optimizer = train_utils.course_optimizer()
     variables = logits_model.trainable_variables
     # The same variable-length signature that fit's train function is traced with.
-    signature = list(RepeatedBatch(batch, 1, features).fit_data().element_spec)
+    signature = list(generator.fit_data().element_spec)
 
     @tf.function(input_signature=signature)
     def train_step(inputs, targets):
@@ -235,7 +247,7 @@ def tensorflow_raw_step(model: keras.Model, batch: Batch, features: utils.Featur
     return lambda: float(train_step(inputs, targets))
 
 
-def jax_raw_step(model: keras.Model, batch: Batch) -> Callable[[], float]:
+def jax_raw_step(model: keras.Model, batch: Batch, optimizer: keras.optimizers.Optimizer) -> Callable[[], float]:
     """A hand-written ``jax.jit`` stateless training step on ``model`` and ``batch``.
 
     The batch is put on the device once (see :func:`tensorflow_raw_step`); the state lives in
@@ -244,7 +256,6 @@ def jax_raw_step(model: keras.Model, batch: Batch) -> Callable[[], float]:
     import jax
 
     logits_model = sample_models.logits_model(model)
-    optimizer = train_utils.course_optimizer()
     optimizer.build(logits_model.trainable_variables)
 
     def loss_and_updates(trainable, non_trainable, inputs, targets):
@@ -292,15 +303,37 @@ def median_length_batch(generator: AudioGenerator, minibatch_size: int) -> tuple
     return indices, generator.get_batch(indices)
 
 
-def time_generator_epoch(generator: AudioGenerator) -> list[float]:
-    """Seconds of ``generator[index]`` for every batch of one shuffled (second) epoch."""
-    generator.on_epoch_end()  # the order of epoch 2: shuffled, features already in memory
-    seconds = []
-    for index in range(len(generator)):
-        started = time.perf_counter()
-        generator[index]
-        seconds.append(time.perf_counter() - started)
-    return seconds
+class GeneratorEpochTimer:
+    """Times ``generator[index]`` over one shuffled (second) epoch, a few batches per call.
+
+    Called between training steps, it spreads the epoch over the steps so the generator is
+    timed under the same machine load as the steps it is compared with.
+
+    Args:
+        generator: the training generator (features already in memory).
+        calls: how many calls the epoch should be spread over.
+    """
+
+    def __init__(self, generator: AudioGenerator, calls: int):
+        generator.on_epoch_end()  # the order of epoch 2: shuffled, features already in memory
+        self.generator, self.next_index = generator, 0
+        self.batches_per_call = math.ceil(len(generator) / calls)
+        self.seconds: list[float] = []
+        self.shapes: set[tuple[int, int]] = set()  # padded (T, L) of the epoch's batches
+
+    def __call__(self) -> None:
+        for index in range(self.next_index, min(self.next_index + self.batches_per_call, len(self.generator))):
+            started = time.perf_counter()
+            inputs, targets = self.generator[index]
+            self.seconds.append(time.perf_counter() - started)
+            self.shapes.add((inputs["features"].shape[1], targets["labels"].shape[1]))
+        self.next_index += self.batches_per_call
+
+    def finish(self) -> list[float]:
+        """Time the batches not reached yet (a fit stopped early) and return all seconds."""
+        while self.next_index < len(self.generator):
+            self()
+        return self.seconds
 
 
 def time_feature_loading(generator: AudioGenerator, indices: list[int], cache_dir: Path | None) -> float:
@@ -324,23 +357,22 @@ def build_model(name: str, input_dim: int, weights: list[np.ndarray] | None = No
 
 
 def row(label: str, value: str, note: str = "") -> str:
-    return f"{label:<52} {value:>10}  {note}".rstrip()
+    return f"{label:<56} {value:>10}  {note}".rstrip()
 
 
-def alternative_settings() -> list[tuple[str, FitSettings]]:
+def alternative_settings(optimizer: str) -> list[tuple[str, FitSettings]]:
     """Fit settings to try when fit/raw misses its target, labeled with the train_utils change."""
     if keras.backend.backend() == "jax":
         # Keras' JAX trainer jax.jit's train_step only when jit_compile is true; train_model's
         # jit_compile=False (meant to keep TensorFlow off XLA) runs every JAX step op by op.
         return [
-            ("jit_compile=True", FitSettings(jit_compile=True)),
-            ("jit_compile=True, verbose=1 (progress bar)", FitSettings(jit_compile=True, verbose=1)),
-            ("jit_compile=True, steps_per_execution=5", FitSettings(jit_compile=True, steps_per_execution=5)),
+            ("jit_compile=True", FitSettings(optimizer, jit_compile=True)),
+            ("jit_compile=True, verbose=0", FitSettings(optimizer, jit_compile=True, verbose=0)),
         ]
     return [
-        ("verbose=0", FitSettings(verbose=0)),
-        ("verbose=1 (progress bar, train_model's default)", FitSettings(verbose=1)),
-        ("steps_per_execution=5", FitSettings(steps_per_execution=5)),
+        ("verbose=0", FitSettings(optimizer, verbose=0)),
+        ("verbose=1 (progress bar, train_model's default)", FitSettings(optimizer, verbose=1)),
+        ("steps_per_execution=5", FitSettings(optimizer, steps_per_execution=5)),
     ]
 
 
@@ -351,8 +383,10 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=30, help="timed training steps after warm-up (default 30)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed first steps: tracing, compilation (default 5)")
     parser.add_argument("--minibatch-size", type=int, default=20, help="utterances per batch (default 20)")
-    parser.add_argument("--max-fit-seconds", type=float, default=60.0,
-                        help=f"stop a fit whose timed steps took this long, keeping >= {MINIMUM_TIMED_STEPS} (default 60)")
+    parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="default",
+                        help="default: train_model's (train_utils.default_optimizer); course: the course's SGD")
+    parser.add_argument("--max-fit-seconds", type=float, default=30.0,
+                        help=f"stop a fit once its timed steps took this long (>= {MINIMUM_TIMED_STEPS} kept; default 30)")
     parser.add_argument("--alternatives", choices=("auto", "always", "never"), default="auto",
                         help="measure fit under other settings; auto: when fit/raw misses its target")
     parser.add_argument("--train-json", type=Path, default=REPOSITORY_ROOT / "data/speech/train_corpus.json")
@@ -388,36 +422,49 @@ def main() -> None:
 
     # Part 1: fit and raw steps, alternating.
     raw_model = build_model(arguments.model, features.feature_dim, initial_weights)
+    raw_optimizer = OPTIMIZERS[arguments.optimizer]()
     if backend == "tensorflow":
-        raw_step, raw_label = tensorflow_raw_step(raw_model, batch, features), "raw step   (tf.function + GradientTape)"
+        raw_step = tensorflow_raw_step(raw_model, batch, generator, raw_optimizer)
+        raw_label = "raw step   (tf.function + GradientTape)"
     else:
-        raw_step, raw_label = jax_raw_step(raw_model, batch), "raw step   (jax.jit stateless step)"
+        raw_step, raw_label = jax_raw_step(raw_model, batch, raw_optimizer), "raw step   (jax.jit stateless step)"
     steps, warmup = arguments.warmup + arguments.steps, arguments.warmup
 
-    def measure(fit_model: keras.Model, settings: FitSettings) -> tuple[Timing, Timing]:
+    def measure(
+        fit_model: keras.Model, settings: FitSettings, also: Callable[[], None] = lambda: None
+    ) -> tuple[Timing, Timing]:
+        """(fit timing, raw timing), the raw step (then ``also``) running after each fit step."""
         timed_raw_step = TimedStep(raw_step)
-        fit = time_fit(fit_model, batch, features, settings, steps, warmup, timed_raw_step, arguments.max_fit_seconds)
+
+        def between_steps() -> None:
+            timed_raw_step()
+            also()
+
+        fit = time_fit(fit_model, batch, generator, settings, steps, warmup, between_steps, arguments.max_fit_seconds)
         return fit, timed_raw_step.timing
 
-    fit, raw = measure(model, FitSettings())
+    # Part 2 runs inside part 1: a shuffled epoch of generator batches, spread between the steps.
+    generator_timer = GeneratorEpochTimer(generator, calls=steps)
+    fit, raw = measure(model, FitSettings(arguments.optimizer), also=generator_timer)
     fit_ms, raw_ms = fit.median_ms(warmup), raw.median_ms(warmup)
-
-    # Part 2: the generator after the first epoch, and what the feature cache saves.
-    generator_seconds = time_generator_epoch(generator)
+    generator_seconds = generator_timer.finish()
     generator_ms = 1000.0 * statistics.median(generator_seconds)
     cold_ms = 1000.0 * time_feature_loading(generator, indices, cache_dir=None)
     disk_ms = 1000.0 * time_feature_loading(generator, indices, cache_dir=arguments.cache_dir)
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"backend {backend}, model {arguments.model} ({model.count_params():,} params), "
-          f"batch {arguments.minibatch_size} x {batch[0]['features'].shape[1]} frames, {cores} CPU cores")
+          f"batch {arguments.minibatch_size} x {batch[0]['features'].shape[1]} frames, {arguments.optimizer} optimizer, "
+          f"{cores} CPU cores")
     print(row("fit step   (train_model's compile, fit_data, verbose=2)", f"{fit_ms:.1f} ms",
               f"(median of {len(fit.timed(warmup))} after {warmup} warm-up)"))
     print(row(raw_label, f"{raw_ms:.1f} ms", f"(median of {len(raw.timed(warmup))}, alternating with fit)"))
     print(row("ratio fit/raw", f"{fit_ms / raw_ms:.2f}", f"(target <= {FIT_TO_RAW_TARGET})"))
+    print(row("first step, fit / raw (tracing, compilation)", f"{fit.seconds[0]:.1f} s", f"/ {raw.seconds[0]:.1f} s"))
     print(row("first-step loss, fit / raw (same work)", f"{fit.first_loss:.3f}", f"/ {raw.first_loss:.3f}"))
     print(row("generator  (cached, per batch)", f"{generator_ms:.2f} ms",
-              f"(median of {len(generator_seconds)} batches of a shuffled epoch)"))
+              f"(median of all {len(generator_seconds)} batches of a shuffled epoch, "
+              f"{len(generator_timer.shapes)} padded shapes)"))
     print(row("ratio generator/fit step", f"{100 * generator_ms / fit_ms:.1f} %",
               f"(target <= {100 * GENERATOR_TO_STEP_TARGET:.0f} %)"))
     print(row("generator / raw step", f"{100 * generator_ms / raw_ms:.1f} %"))
@@ -429,13 +476,14 @@ def main() -> None:
     missed = fit_ms / raw_ms > FIT_TO_RAW_TARGET
     if arguments.alternatives == "always" or (arguments.alternatives == "auto" and missed):
         print("alternatives: fit again, changing only the benchmark's trainer (train_utils untouched)")
-        for label, settings in alternative_settings():
+        for label, settings in alternative_settings(arguments.optimizer):
             alternative_fit, alternative_raw = measure(
                 build_model(arguments.model, features.feature_dim, initial_weights), settings
             )
             alternative_ms, paired_raw_ms = alternative_fit.median_ms(warmup), alternative_raw.median_ms(warmup)
             print(row(f"  fit with {label}", f"{alternative_ms:.1f} ms",
-                      f"raw {paired_raw_ms:.1f} ms, fit/raw {alternative_ms / paired_raw_ms:.2f}"))
+                      f"raw {paired_raw_ms:.1f} ms, fit/raw {alternative_ms / paired_raw_ms:.2f}, "
+                      f"first step {alternative_fit.seconds[0]:.1f} s"))
 
 
 if __name__ == "__main__":
