@@ -242,9 +242,10 @@ def train_model(
         (run_dir / "builder.json").write_text(json.dumps(builder_config, indent=1))
 
     trainer = CTCTrainer(input_to_softmax, alphabet.blank_index)
-    # No XLA: it compiles once per padded batch shape (30-60 s each on 2 cores), which costs
-    # more than it saves for variable-length speech batches.
-    trainer.compile(optimizer=optimizer or default_optimizer(), jit_compile=False)
+    # TensorFlow: no XLA; it compiles once per padded batch shape (30-60 s each on 2 cores),
+    # which costs more than it saves. JAX: jax.jit is its only compiled path (30x faster steps,
+    # benchmarks/train_step.py), so it stays on there.
+    trainer.compile(optimizer=optimizer or default_optimizer(), jit_compile=keras.backend.backend() == "jax")
     history_logger = HistoryLogger(run_dir / "history.json", run_dir / pickle_path)
     stop_on_nan = StopOnNaN()
     callbacks = [

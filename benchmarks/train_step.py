@@ -10,16 +10,15 @@ One run measures, on the current Keras backend (``KERAS_BACKEND=tensorflow`` or 
    * through a hand-written step on a fresh copy of the model with the same initial weights,
      the same loss (``train_utils.ctc_batch_loss`` on ``sample_models.logits_model``) and the
      same optimizer (``--optimizer``: train_model's default or the course's SGD) ("raw step"):
-     a ``tf.function`` with a
-     ``tf.GradientTape`` on TensorFlow, a ``jax.jit`` of ``stateless_call`` +
-     ``jax.value_and_grad`` + ``optimizer.stateless_apply`` on JAX.
+     a ``tf.function`` with a ``tf.GradientTape`` on TensorFlow, a ``jax.jit`` of
+     ``stateless_call`` + ``jax.value_and_grad`` + ``optimizer.stateless_apply`` on JAX.
 
    The two alternate step by step (the raw step runs inside the timing callback, after the fit
    step's time is taken), so load from other processes on a shared machine hits both alike;
-   the generator batches of part 2 are timed in the same gaps.
-   A fit step is timed from ``on_train_batch_begin`` to ``on_train_batch_end``, which Keras
-   calls once the loss has reached Python, i.e. after the step finished. Warm-up steps
-   (tracing, compilation) are dropped and medians are compared.
+   the generator batches of part 2 are timed in the same gaps. A fit step is timed from
+   ``on_train_batch_begin`` to ``on_train_batch_end``, which Keras calls once the loss has
+   reached Python, i.e. after the step finished. Warm-up steps (tracing, compilation) are
+   dropped and medians are compared.
 2. **generator vs step after the first epoch.** ``AudioGenerator`` keeps every utterance's
    features in memory once constructed, so a batch after the first epoch is only normalization
    and padding: ``__getitem__`` is timed on every batch of a shuffled epoch. A cold
@@ -456,7 +455,7 @@ def main() -> None:
     print(f"backend {backend}, model {arguments.model} ({model.count_params():,} params), "
           f"batch {arguments.minibatch_size} x {batch[0]['features'].shape[1]} frames, {arguments.optimizer} optimizer, "
           f"{cores} CPU cores")
-    print(row("fit step   (train_model's compile, fit_data, verbose=2)", f"{fit_ms:.1f} ms",
+    print(row(f"fit step   (train_model's compile, fit_data, verbose={NOTEBOOK_VERBOSE})", f"{fit_ms:.1f} ms",
               f"(median of {len(fit.timed(warmup))} after {warmup} warm-up)"))
     print(row(raw_label, f"{raw_ms:.1f} ms", f"(median of {len(raw.timed(warmup))}, alternating with fit)"))
     print(row("ratio fit/raw", f"{fit_ms / raw_ms:.2f}", f"(target <= {FIT_TO_RAW_TARGET})"))
