@@ -112,6 +112,13 @@ def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
     return samples
 
 
+def _frames(samples: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """(num_samples,) -> (T, window_samples) overlapping frames every hop; the tail is dropped."""
+    if samples.shape[0] < config.window_samples:
+        raise ValueError(f"{samples.shape[0]} samples is shorter than one window ({config.window_samples})")
+    return np.lib.stride_tricks.sliding_window_view(samples, config.window_samples)[:: config.hop_samples]
+
+
 def spectrogram(samples: np.ndarray, config: FeatureConfig = FeatureConfig()) -> np.ndarray:
     """Log power spectral density of Hann-windowed frames.
 
@@ -126,12 +133,9 @@ def spectrogram(samples: np.ndarray, config: FeatureConfig = FeatureConfig()) ->
     Returns:
         (num_frames, calc_feat_dim(window_ms, max_freq)) float32 log densities.
     """
-    window_length, hop = config.window_samples, config.hop_samples
-    if samples.shape[0] < window_length:
-        raise ValueError(f"{samples.shape[0]} samples is shorter than one window ({window_length})")
-    frames = np.lib.stride_tricks.sliding_window_view(samples, window_length)[::hop]  # (T, W)
+    window_length = config.window_samples
     window = np.hanning(window_length + 1)[:-1]  # periodic Hann (the DFT-even form)
-    spectrum = np.fft.rfft(frames * window, axis=1)  # (T, W // 2 + 1)
+    spectrum = np.fft.rfft(_frames(samples, config) * window, axis=1)  # (T, W // 2 + 1)
     power = np.abs(spectrum) ** 2 / (config.sample_rate * np.sum(window**2))
     power[:, 1 : (window_length + 1) // 2] *= 2.0  # fold negative frequencies (not DC/Nyquist)
     frequencies = np.fft.rfftfreq(window_length, d=1.0 / config.sample_rate)
@@ -157,10 +161,9 @@ def logmel(samples: np.ndarray, config: FeatureConfig = FeatureConfig(kind="logm
     """
     import librosa
 
-    window_length, hop = config.window_samples, config.hop_samples
-    frames = np.lib.stride_tricks.sliding_window_view(samples, window_length)[::hop]  # (T, W)
-    window = np.hanning(window_length + 1)[:-1]
-    power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2  # (T, W // 2 + 1)
+    window_length = config.window_samples
+    window = np.hanning(window_length + 1)[:-1]  # periodic Hann, as in spectrogram()
+    power = np.abs(np.fft.rfft(_frames(samples, config) * window, axis=1)) ** 2  # (T, W // 2 + 1)
     mel_basis = librosa.filters.mel(
         sr=config.sample_rate, n_fft=window_length, n_mels=config.num_mels, fmax=config.max_freq
     )  # (num_mels, W // 2 + 1)
