@@ -174,6 +174,10 @@ class AudioGenerator(keras.utils.PyDataset):
         output_length: the model's ``output_length``; utterances whose output would be too
             short for their label under CTC are skipped. None means "as many frames as input".
         cache_dir: where features are cached; None disables the disk cache.
+        feature_loader: ``key -> (T, F) array`` used instead of the audio feature cache (the sEMG
+            path passes its own); a ``ValueError`` it raises skips the utterance as "bad input".
+            ``features`` must then be that loader's configuration (anything with a
+            ``feature_dim``).
         pad_multiple: the time axis is padded to a multiple of this many frames.
         limit: keep only the first ``limit`` descriptor lines (for quick runs).
         seed: shuffling seed.
@@ -193,6 +197,7 @@ class AudioGenerator(keras.utils.PyDataset):
         normalizer: Normalizer | None = None,
         output_length: Callable | None = None,
         cache_dir: str | Path | None = "data/features",
+        feature_loader: Callable[[str], np.ndarray] | None = None,
         pad_multiple: int = 16,
         limit: int | None = None,
         seed: int = 0,
@@ -209,7 +214,7 @@ class AudioGenerator(keras.utils.PyDataset):
         self.seed = seed
         self.skipped = SkipReport()
         records = read_descriptors(desc_file)[:limit]
-        self._load(records, max_duration, FeatureCache(features, cache_dir), verbose)
+        self._load(records, max_duration, feature_loader or FeatureCache(features, cache_dir).get, verbose)
         if not self.texts:
             raise ValueError(f"{desc_file}: no usable utterances\n{self.skipped.summary(str(desc_file), 0)}")
         self.normalizer = normalizer or Normalizer.fit(self.feats)
@@ -218,7 +223,7 @@ class AudioGenerator(keras.utils.PyDataset):
         if verbose:
             print(self.skipped.summary(str(desc_file), len(self.texts)))
 
-    def _load(self, records: list[dict], max_duration: float, cache: FeatureCache, verbose: bool) -> None:
+    def _load(self, records: list[dict], max_duration: float, load: Callable[[str], np.ndarray], verbose: bool) -> None:
         self.keys, self.durations, self.texts, self.labels, self.feats = [], [], [], [], []
         for record in tqdm(records, desc=f"features {self.desc_file.name}", disable=not verbose, leave=False):
             key, text = record["key"], record["text"]
@@ -231,9 +236,9 @@ class AudioGenerator(keras.utils.PyDataset):
                 self.skipped.add(key, "bad text", str(error))
                 continue
             try:
-                feature = cache.get(key)
-            except utils.AudioError as error:
-                self.skipped.add(key, "bad audio", str(error))
+                feature = load(key)
+            except ValueError as error:  # utils.AudioError for audio, any ValueError from a feature_loader
+                self.skipped.add(key, "bad audio" if isinstance(error, utils.AudioError) else "bad input", str(error))
                 continue
             frames, needed = int(self.output_length(feature.shape[0])), minimum_ctc_frames(labels)
             if frames < needed:

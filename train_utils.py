@@ -193,6 +193,7 @@ def train_model(
     limit: int | None = None,
     valid_limit: int | None = None,
     resume: bool = True,
+    feature_loader=None,
 ) -> dict:
     """Train an acoustic model with CTC and save its history and best weights (course name).
 
@@ -214,6 +215,8 @@ def train_model(
         results_dir: parent folder of the run folder.
         limit, valid_limit: use only the first N training / validation utterances.
         resume: continue from results/<name>/backup when it exists.
+        feature_loader: ``key -> (T, F)`` features for non-audio data (the sEMG path); then
+            ``features`` is that loader's configuration dataclass (see AudioGenerator).
 
     Returns:
         The full history dict (every epoch of this and earlier resumed runs).
@@ -231,7 +234,8 @@ def train_model(
             _remove(run_dir / stale)
 
     common = dict(features=features, alphabet=alphabet, minibatch_size=minibatch_size,
-                  max_duration=max_duration, output_length=input_to_softmax.output_length)
+                  max_duration=max_duration, output_length=input_to_softmax.output_length,
+                  feature_loader=feature_loader)
     train_gen = AudioGenerator(train_json, sort_by_duration=sort_by_duration, limit=limit, **common)
     valid_gen = AudioGenerator(valid_json, shuffle=False, normalizer=train_gen.normalizer, limit=valid_limit, **common)
     train_gen.normalizer.save(run_dir / "normalization.json")
@@ -285,8 +289,12 @@ def load_histories(results_dir: str | Path = "results", names=None) -> dict[str,
     return {run.name: load_history(run / "history.json") for run in runs if names is None or run.name in names}
 
 
-def load_trained_model(run_dir: str | Path) -> tuple[keras.Model, Normalizer, utils.FeatureConfig, Alphabet]:
+def load_trained_model(
+    run_dir: str | Path, feature_class=utils.FeatureConfig
+) -> tuple[keras.Model, Normalizer, utils.FeatureConfig, Alphabet]:
     """Rebuild a run's acoustic model from builder.json and load its best weights.
+
+    ``feature_class`` is the dataclass features.json is read into (another one for sEMG runs).
 
     Returns:
         (model with output_length, training normalizer, feature configuration, alphabet).
@@ -295,7 +303,7 @@ def load_trained_model(run_dir: str | Path) -> tuple[keras.Model, Normalizer, ut
     config = json.loads((run_dir / "builder.json").read_text())
     model = sample_models.build(config["builder"], **config["arguments"])
     model.load_weights(run_dir / "model.keras")
-    features = utils.FeatureConfig(**json.loads((run_dir / "features.json").read_text()))
+    features = feature_class(**json.loads((run_dir / "features.json").read_text()))
     alphabet = get_alphabet((run_dir / "alphabet.txt").read_text().strip())
     return model, Normalizer.load(run_dir / "normalization.json"), features, alphabet
 
@@ -314,16 +322,21 @@ def predict_texts(model: keras.Model, generator: AudioGenerator, batch_size: int
     return hypotheses
 
 
-def evaluate_model(run_dir: str | Path, desc_file: str | Path, limit: int | None = None, verbose: bool = False) -> dict:
+def evaluate_model(
+    run_dir: str | Path, desc_file: str | Path, limit: int | None = None, verbose: bool = False,
+    feature_loader=None, feature_class=utils.FeatureConfig,
+) -> dict:
     """Greedy WER / CER of a trained run on a descriptor file (e.g. the unseen-voice test split).
+
+    ``feature_loader`` / ``feature_class`` are for non-audio runs (see :func:`train_model`).
 
     Returns:
         {"wer", "cer", "utterances", "skipped", "references", "hypotheses", "builder", "parameters"}.
     """
-    model, normalizer, features, alphabet = load_trained_model(run_dir)
+    model, normalizer, features, alphabet = load_trained_model(run_dir, feature_class)
     generator = AudioGenerator(
         desc_file, features=features, alphabet=alphabet, shuffle=False, normalizer=normalizer,
-        output_length=model.output_length, limit=limit, verbose=verbose,
+        output_length=model.output_length, limit=limit, verbose=verbose, feature_loader=feature_loader,
     )
     hypotheses = predict_texts(model, generator)
     return {
