@@ -43,8 +43,25 @@ class Profile:
 
     @property
     def results_dir(self) -> str:
-        """Where this profile's trained models go: results/<name>/<model>/."""
+        """Where this profile's trained models go: results/<name>/<family>/<model>/."""
         return f"results/{self.name}"
+
+    def results_for(self, family: str) -> str:
+        """Run folder parent for one family of models, e.g. results/quick/course.
+
+        Families: "course" (notebook 01), "deep" (02), "transformers" (03), "emg" (04); the report
+        draws one loss-curve figure per family.
+        """
+        return f"{self.results_dir}/{family}"
+
+    def pick(self, **values):
+        """The value given for this profile: ``profile.pick(smoke=1, quick=8, full=30)``.
+
+        Lets each notebook or module size its own work without a field per setting here.
+        """
+        if self.name not in values:
+            raise ValueError(f"no value for profile {self.name!r} in {sorted(values)}")
+        return values[self.name]
 
     def descriptor(self, split: str) -> str:
         """Path of the ``split`` ("train", "valid", "test") descriptor file."""
