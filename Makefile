@@ -22,11 +22,13 @@ test: setup
 setup: system-deps $(STAMP)
 
 system-deps:
-	@if command -v espeak-ng >/dev/null && command -v sox >/dev/null && ldconfig -p | grep -q libsndfile; then \
-		echo "system packages: espeak-ng, sox, libsndfile present"; \
+	@if command -v espeak-ng >/dev/null && command -v sox >/dev/null && command -v chromium >/dev/null \
+		&& ldconfig -p | grep -q libsndfile; then \
+		echo "system packages: espeak-ng, sox, libsndfile, chromium present"; \
 	else \
-		echo "installing espeak-ng, sox, libsndfile1 with apt-get"; \
-		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q espeak-ng sox libsndfile1; \
+		echo "installing espeak-ng, sox, libsndfile1, chromium with apt-get"; \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
+			espeak-ng sox libsndfile1 chromium; \
 	fi
 
 $(STAMP): requirements.txt pyproject.toml

@@ -17,7 +17,8 @@ class Profile:
     Attributes:
         name: "smoke", "quick" or "full".
         corpus_size: utterances the embedded speech corpus is built with (all splits).
-        epochs: epochs for each of the course's models 0-4.
+        epochs: default epochs for a model under this profile (notebooks pick their own per model
+            with :meth:`pick` where models differ in cost).
         train_limit: training utterances used (None: all).
         valid_limit: validation utterances used (None: all).
         test_limit: held-out test utterances scored (None: all).
@@ -72,7 +73,9 @@ PROFILES = {
     # CI: every notebook in about two minutes on 2 cores; numbers are meaningless, paths are not.
     "smoke": Profile("smoke", corpus_size=150, epochs=1, train_limit=40, valid_limit=20, test_limit=20, minibatch_size=10),
     # default of `make report`: the whole course in under 30 minutes on 2 cores; models learn.
-    "quick": Profile("quick", corpus_size=2000, epochs=6, train_limit=None, valid_limit=None, test_limit=None),
+    # batches of 32 (the course used 20): recurrent steps cost about the same per batch on CPU.
+    "quick": Profile("quick", corpus_size=2000, epochs=6, train_limit=None, valid_limit=None, test_limit=None,
+                     minibatch_size=32),
     # course-length training, for a GPU or a long CPU night.
     "full": Profile("full", corpus_size=8000, epochs=20, train_limit=None, valid_limit=None, test_limit=None),
 }

@@ -354,7 +354,8 @@ def evaluate_model(
 def compare_models(run_dirs, desc_file: str | Path, limit: int | None = None):
     """One row per trained run: size, training time, best validation loss and held-out WER / CER.
 
-    Also writes each run's scores to ``<run_dir>/scores.json`` for the report.
+    Also writes each run's scores, size and first decoded examples to ``<run_dir>/scores.json``
+    for the report.
 
     Args:
         run_dirs: run folders (results/<profile>/<name>).
@@ -370,8 +371,12 @@ def compare_models(run_dirs, desc_file: str | Path, limit: int | None = None):
     for run_dir in map(Path, run_dirs):
         history = load_history(run_dir / "history.json")
         evaluation = evaluations[run_dir.name] = evaluate_model(run_dir, desc_file, limit=limit)
-        scores = {key: evaluation[key] for key in ("wer", "cer", "utterances", "skipped")}
-        (run_dir / "scores.json").write_text(json.dumps(dict(scores, desc_file=str(desc_file)), indent=1))
+        scores = {key: evaluation[key] for key in ("wer", "cer", "utterances", "skipped", "parameters")}
+        examples = [{"truth": truth, "prediction": prediction}
+                    for truth, prediction in zip(evaluation["references"][:8], evaluation["hypotheses"][:8])]
+        (run_dir / "scores.json").write_text(
+            json.dumps(dict(scores, desc_file=str(desc_file), examples=examples), indent=1)
+        )
         rows.append({
             "model": run_dir.name,
             "builder": evaluation["builder"],

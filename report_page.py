@@ -1,0 +1,229 @@
+"""What the report shows: every trained run's numbers and curves, gathered from results/, as HTML.
+
+The notebooks leave their results on disk, one folder per trained model:
+
+    results/<profile>/<family>/<run>/history.json   loss, val_loss, epoch_seconds per epoch
+                                     builder.json   builder name and arguments
+                                     scores.json    held-out scores (train_utils.compare_models;
+                                                    decode_eval adds beam / beam+LM columns)
+    results/<profile>/streaming.json                the live-decoding latency of notebook 05
+
+Families are "course" (notebook 01), "deep" (02), "transformers" (03) and "emg" (04). This module
+only reads those files; report.py runs the notebooks and calls :func:`write_index`.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+FAMILY_TITLES = {
+    "course": "Course models 0-4 (notebook 01)",
+    "deep": "Deep models (notebook 02)",
+    "transformers": "Attention models (notebook 03)",
+    "emg": "sEMG models (notebook 04)",
+}
+SCORE_COLUMNS = {  # scores.json key -> results-table column
+    "wer": "WER greedy", "cer": "CER greedy",
+    "wer_beam": "WER beam", "cer_beam": "CER beam",
+    "wer_lm": "WER beam+LM", "cer_lm": "CER beam+LM",
+}
+
+
+@dataclass
+class NotebookRun:
+    """What happened to one notebook: its name, time, HTML export and error (None: ok)."""
+
+    name: str
+    seconds: float
+    html_path: Path | None
+    error: str | None = None
+    cached: bool = False
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def run_folders(results_dir: Path) -> list[Path]:
+    """Every run folder (one with a history.json) under results/<profile>/<family>/."""
+    return sorted(path.parent for path in Path(results_dir).glob("*/*/history.json"))
+
+
+def results_frame(results_dir: Path):
+    """One row per trained run: family, size, training time, best validation loss, scores.
+
+    Returns:
+        A pandas DataFrame (empty when nothing was trained), ordered by family then CER.
+    """
+    import pandas as pd
+
+    rows = []
+    for run_dir in run_folders(results_dir):
+        history = _read_json(run_dir / "history.json")
+        scores = _read_json(run_dir / "scores.json")
+        seconds = history.get("epoch_seconds") or [float("nan")]
+        row = {
+            "family": run_dir.parent.name,
+            "model": run_dir.name,
+            "builder": _read_json(run_dir / "builder.json").get("builder", ""),
+            "parameters": scores.get("parameters"),
+            "epochs": len(history.get("loss", [])),
+            "s/epoch": sum(seconds) / len(seconds),
+            "best val loss": min(history.get("val_loss") or [float("nan")]),
+            "test split": Path(scores["desc_file"]).name if "desc_file" in scores else None,
+        }
+        row.update({column: scores.get(key) for key, column in SCORE_COLUMNS.items()})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    frame = frame.dropna(axis="columns", how="all")
+    order = {family: index for index, family in enumerate(FAMILY_TITLES)}
+    frame["_order"] = frame.family.map(lambda family: order.get(family, len(order)))
+    sort_by = ["_order"] + (["CER greedy"] if "CER greedy" in frame else [])
+    return frame.sort_values(sort_by).drop(columns="_order").reset_index(drop=True)
+
+
+def results_html(frame) -> str:
+    """The results table as HTML (percentages for error rates)."""
+    if frame.empty:
+        return "<p>No trained models.</p>"
+    formats = {column: "{:.1%}".format for column in SCORE_COLUMNS.values() if column in frame}
+    formats.update({"s/epoch": "{:.1f}".format, "best val loss": "{:.1f}".format})
+    if "parameters" in frame:
+        formats["parameters"] = lambda value: f"{int(value):,}" if value == value else "-"
+    return frame.to_html(index=False, formatters=formats, classes="results", na_rep="-", border=0)
+
+
+def loss_figures(results_dir: Path, out_dir: Path) -> list[tuple[str, str]]:
+    """One seaborn loss-curve PNG per family, plus one of every run; returns (title, file) pairs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from utils import plot_loss_curves
+
+    families: dict[str, dict] = {}
+    for run_dir in run_folders(results_dir):
+        history = _read_json(run_dir / "history.json")
+        if history.get("loss"):
+            families.setdefault(run_dir.parent.name, {})[run_dir.name] = history
+    figures = []
+    groups = [(FAMILY_TITLES.get(family, family), family, runs) for family, runs in sorted(families.items())]
+    if len(groups) > 1:
+        every_run = {f"{family}/{name}": h for family, runs in families.items() for name, h in runs.items()}
+        groups.append(("Every trained model", "all", every_run))
+    for title, stem, histories in groups:
+        figure = plot_loss_curves(histories, title=f"CTC loss: {title}")
+        file_name = f"loss_{stem}.png"
+        figure.savefig(out_dir / file_name, dpi=100)
+        plt.close(figure)
+        figures.append((title, file_name))
+    return figures
+
+
+def examples_html(results_dir: Path, per_family: int = 4) -> str:
+    """A few decoded test utterances with their truth, from the best run of each family."""
+    sections = []
+    best: dict[str, tuple[float, Path, dict]] = {}
+    for run_dir in run_folders(results_dir):
+        scores = _read_json(run_dir / "scores.json")
+        family = run_dir.parent.name
+        if scores.get("examples") and (family not in best or scores["cer"] < best[family][0]):
+            best[family] = (scores["cer"], run_dir, scores)
+    for family, (cer, run_dir, scores) in best.items():
+        rows = "".join(
+            f"<tr><td>{html.escape(example['truth'])}</td><td>{html.escape(example['prediction'])}</td></tr>"
+            for example in scores["examples"][:per_family]
+        )
+        sections.append(
+            f"<h3>{html.escape(FAMILY_TITLES.get(family, family))}: {html.escape(run_dir.name)} "
+            f"(CER {cer:.1%})</h3><table class='examples'><tr><th>truth</th><th>greedy transcript</th></tr>{rows}</table>"
+        )
+    return "".join(sections) or "<p>No decoded examples.</p>"
+
+
+def streaming_html(results_dir: Path) -> str:
+    """Notebook 05's live-decoding measurements, if it wrote them."""
+    streaming = _read_json(Path(results_dir) / "streaming.json")
+    if not streaming:
+        return "<p>No streaming run.</p>"
+    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in streaming.items())
+    return f"<table class='streaming'>{rows}</table>"
+
+
+def _fmt(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def environment(profile: str, total_seconds: float) -> dict[str, str]:
+    """Backend, library versions, machine and wall time of this report."""
+    from importlib import metadata
+
+    import keras
+
+    versions = {}
+    for package in ("tensorflow", "jax", "numpy", "brainflow"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return {
+        "profile": profile,
+        "Keras backend": keras.backend.backend(),
+        "Keras": keras.__version__,
+        **versions,
+        "Python": platform.python_version(),
+        "CPU cores": str(os.cpu_count()),
+        "platform": platform.platform(),
+        "total wall time": f"{total_seconds / 60:.1f} min",
+    }
+
+
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
+th{background:#f4f4f4}.failed{color:#b00}.cached{color:#666}img{max-width:100%;border:1px solid #eee}
+.figures{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:1em}"""
+
+
+def write_index(out_dir: Path, runs: list[NotebookRun], profile: str, results_dir: Path, total_seconds: float) -> Path:
+    """Write ``out_dir/index.html`` (and its figures) for the notebooks ``runs`` of ``profile``."""
+    notebook_rows = []
+    for run in runs:
+        name = html.escape(run.name)
+        link = f'<a href="notebooks/{html.escape(run.html_path.name)}">{name}</a>' if run.html_path else name
+        status = (f'<span class="failed">failed: {html.escape(run.error)}</span>' if run.error
+                  else '<span class="cached">ok (unchanged, not re-run)</span>' if run.cached else "ok")
+        notebook_rows.append(f"<tr><td>{link}</td><td>{run.seconds:.0f} s</td><td>{status}</td></tr>")
+    figures = "".join(
+        f'<figure><img src="{file}" alt="loss curves: {html.escape(title)}"><figcaption>{html.escape(title)}</figcaption></figure>'
+        for title, file in loss_figures(results_dir, out_dir)
+    ) or "<p>No trained models.</p>"
+    env_rows = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in environment(profile, total_seconds).items()
+    )
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>CTC Lab report ({html.escape(profile)})</title>
+<style>{STYLE}</style></head><body>
+<h1>CTC Lab report <small>({html.escape(profile)} profile)</small></h1>
+<h2 id="notebooks">Notebooks</h2>
+<table><tr><th>notebook</th><th>time</th><th>status</th></tr>{''.join(notebook_rows)}</table>
+<h2 id="loss-curves">Loss curves</h2><p>Solid: training loss; dashed: validation loss.</p>
+<div class="figures">{figures}</div>
+<h2 id="results">Results on the held-out split</h2>
+<p>Speech: test voices never heard in training. sEMG: held-out utterances of the synthetic sessions.</p>
+{results_html(results_frame(results_dir))}
+<h2 id="examples">Decoded examples</h2>{examples_html(results_dir)}
+<h2 id="streaming">Live decoding (notebook 05)</h2>{streaming_html(results_dir)}
+<h2 id="environment">Environment</h2><table>{env_rows}</table>
+</body></html>
+"""
+    index = out_dir / "index.html"
+    index.write_text(page)
+    return index
