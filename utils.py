@@ -251,5 +251,6 @@ def plot_loss_curves(histories: Mapping[str, Mapping[str, Sequence[float]]], tit
     )
     axis.set(title=title, ylabel="CTC loss per utterance")
     axis.set_yscale("log")
+    axis.xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # epochs are whole numbers
     figure.tight_layout()
     return figure
