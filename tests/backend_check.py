@@ -30,7 +30,8 @@ ours = np.asarray(train_utils.ctc_batch_loss(labels, logits, label_length, logit
 reference = [brute_force_ctc(logits[b, : logit_length[b]], labels[b, : label_length[b]], blank) for b in range(len(labels))]
 result["max_ctc_error"] = float(np.max(np.abs(ours - np.asarray(reference))))
 trainer = train_utils.CTCTrainer(models["cnn_rnn_model"])
-trainer.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=False)
+# the same compile as train_model: jax.jit on JAX (its only compiled path), no XLA on TensorFlow
+trainer.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=keras.backend.backend() == "jax")
 rng = np.random.default_rng(0)
 x = {"features": rng.normal(size=(2, 60, 13)).astype(np.float32), "input_length": np.array([60, 44], np.int32)}
 y = {"labels": np.array([[2, 3, 4], [5, 6, 0]], np.int32), "label_length": np.array([3, 2], np.int32)}
