@@ -90,12 +90,50 @@ def run_all(profile: str, out_dir: Path, force: bool = False, log_output: bool =
     return runs
 
 
+def open_browser(user_data_dir: Path):
+    """A headless Debian chromium (installed by `make system-deps`) driven through playwright.
+
+    Returns (playwright, context); close the context, then stop playwright. A fresh
+    ``user_data_dir`` per call, so no profile lock or cache leaks between runs.
+    """
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        raise RuntimeError("chromium is not installed: run `make setup` (it apt-get installs chromium)")
+    playwright = sync_playwright().start()
+    context = playwright.chromium.launch_persistent_context(
+        str(user_data_dir), executable_path=chromium, headless=True,
+        args=["--headless", "--no-sandbox", "--disable-gpu"], viewport={"width": 1280, "height": 900},
+    )
+    return playwright, context
+
+
+def screenshot(index: Path, png: Path) -> Path:
+    """Render ``index`` in headless chromium and save a full-page PNG (the README's picture)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as user_data:
+        playwright, context = open_browser(Path(user_data))
+        try:
+            page = context.new_page()
+            page.goto(Path(index).resolve().as_uri(), wait_until="load")
+            page.screenshot(path=str(png), full_page=True)
+        finally:
+            context.close()
+            playwright.stop()
+    return png
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the course notebooks and write report/index.html.")
     parser.add_argument("--profile", default=os.environ.get("PROFILE", "quick"), help="smoke | quick | full")
     parser.add_argument("--out", default=str(ROOT / "report"), help="report folder")
     parser.add_argument("--force", action="store_true", help="re-run every notebook even if unchanged")
     parser.add_argument("--log-output", action="store_true", help="stream notebook output to the terminal")
+    parser.add_argument("--screenshot", metavar="PNG", help="also save a full-page screenshot of the index")
     args = parser.parse_args(argv)
     profile = get_profile(args.profile)  # validates the name
     out_dir = Path(args.out)
@@ -103,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = run_all(profile.name, out_dir, args.force, args.log_output)
     total = time.perf_counter() - started
     index = write_index(out_dir, runs, profile.name, ROOT / profile.results_dir, total)
+    if args.screenshot:
+        print(f"[report] screenshot: {screenshot(index, Path(args.screenshot))}")
     failed = [run.name for run in runs if run.error]
     print(f"[report] wrote {index}: {len(runs) - len(failed)}/{len(runs)} notebooks ok, "
           f"{total / 60:.1f} min total" + (f"; failed: {', '.join(failed)}" if failed else ""))

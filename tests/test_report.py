@@ -3,7 +3,6 @@ index page rendered in a real headless Chromium."""
 
 import json
 import re
-import shutil
 
 import pytest
 
@@ -54,35 +53,28 @@ def test_second_run_keeps_unchanged_notebooks(smoke_report, capsys):
 def test_index_renders_in_headless_chromium(smoke_report, tmp_path):
     """Debian's chromium (installed by `make system-deps`) loads the page: every image decodes,
     the results table has a row per course model, every link opens a notebook page."""
-    from playwright.sync_api import sync_playwright
-
     _, out_dir = smoke_report
-    chromium = shutil.which("chromium")
-    assert chromium, "chromium is not installed: run `make setup` (it apt-get installs chromium)"
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "user-data"), executable_path=chromium, headless=True,
-            args=["--headless", "--no-sandbox", "--disable-gpu"], viewport={"width": 1280, "height": 900},
-        )
-        try:
-            page = context.new_page()
-            page.goto((out_dir / "index.html").as_uri(), wait_until="load")
-            images = page.eval_on_selector_all("img", "els => els.map(e => [e.getAttribute('src'), e.complete, e.naturalWidth])")
-            assert images and all(complete and width > 0 for _, complete, width in images), images
-            rows = page.eval_on_selector_all("table.results tr", "rows => rows.length")
-            assert rows >= 1 + 5  # header + models 0-4
-            screenshot = out_dir / "screenshot.png"
-            page.screenshot(path=str(screenshot), full_page=True)
-            assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-            links = page.eval_on_selector_all("a", "els => els.map(e => e.href)")
-            assert len(links) == len(report.notebooks())
-            for link in links:
-                notebook_page = context.new_page()
-                notebook_page.goto(link, wait_until="load")
-                assert "PROFILE" in notebook_page.content(), link
-                notebook_page.close()
-        finally:
-            context.close()
+    playwright, context = report.open_browser(tmp_path / "user-data")
+    try:
+        page = context.new_page()
+        page.goto((out_dir / "index.html").as_uri(), wait_until="load")
+        images = page.eval_on_selector_all("img", "els => els.map(e => [e.getAttribute('src'), e.complete, e.naturalWidth])")
+        assert images and all(complete and width > 0 for _, complete, width in images), images
+        rows = page.eval_on_selector_all("table.results tr", "rows => rows.length")
+        assert rows >= 1 + 5  # header + models 0-4
+        screenshot = out_dir / "screenshot.png"
+        page.screenshot(path=str(screenshot), full_page=True)
+        assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        links = page.eval_on_selector_all("a", "els => els.map(e => e.href)")
+        assert len(links) == len(report.notebooks())
+        for link in links:
+            notebook_page = context.new_page()
+            notebook_page.goto(link, wait_until="load")
+            assert "PROFILE" in notebook_page.content(), link
+            notebook_page.close()
+    finally:
+        context.close()
+        playwright.stop()
 
 
 def test_failing_notebook_is_named_with_its_cell(tmp_path):
