@@ -179,3 +179,10 @@ def bidirectional_rnn_model(
 def logits_model(model: keras.Model) -> keras.Model:
     """The same layers up to the input of the final softmax: (B, T, F) -> (B, T', C) logits."""
     return keras.Model(model.inputs, model.get_layer("softmax").input, name=f"{model.name}_logits")
+
+
+# The deeper builders live in their own modules; importing them here registers them in BUILDERS,
+# so build() and train_utils.load_trained_model find every model (imports at the end: they use
+# model_builder and the helpers above).
+import attention_models  # noqa: E402,F401  (transformer, conformer, TDS + MHSA)
+import deep_models  # noqa: E402,F401  (CNN + BiRNN, deep BiRNN, Deep Speech 2, ResCNN + BiGRU)
