@@ -8,7 +8,7 @@ export KERAS_BACKEND ?= tensorflow
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 
-.PHONY: report test setup system-deps corpus benchmark clean
+.PHONY: report test setup system-deps corpus emg-corpus benchmark clean
 
 ## report: the whole course under PROFILE (smoke | quick | full), written to report/index.html
 report: setup corpus
@@ -31,16 +31,21 @@ system-deps:
 			espeak-ng sox libsndfile1 chromium; \
 	fi
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	@test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -r requirements.txt
+	$(PYTHON) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	$(PYTHON) -m pip install --quiet --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
 	@touch $(STAMP)
 
 ## corpus: the embedded speech corpus for PROFILE (data/speech for quick; cached)
 corpus: setup
 	$(PYTHON) corpus.py --profile $(PROFILE)
+
+## emg-corpus: the synthetic sEMG corpus (Gaddy & Klein layout) built from the speech corpus (cached)
+emg-corpus: setup corpus
+	$(PYTHON) emg_corpus.py --profile $(PROFILE)
 
 ## benchmark: measured speed ratios (see benchmarks/)
 benchmark: setup corpus
