@@ -11,7 +11,7 @@ export PYTHONUNBUFFERED := 1
 .PHONY: report test setup system-deps corpus emg-corpus benchmark clean
 
 ## report: the whole course under PROFILE (smoke | quick | full), written to report/index.html
-report: setup corpus
+report: setup corpus emg-corpus
 	$(PYTHON) report.py --profile $(PROFILE)
 
 ## test: the whole test suite (includes notebook smoke runs)
@@ -47,9 +47,12 @@ corpus: setup
 emg-corpus: setup corpus
 	$(PYTHON) emg_corpus.py --profile $(PROFILE)
 
-## benchmark: measured speed ratios (see benchmarks/)
-benchmark: setup corpus
+## benchmark: every measured ratio (see benchmarks/README.md); decode and streaming use the report's runs when present
+benchmark: setup corpus emg-corpus
 	$(PYTHON) benchmarks/train_step.py
+	$(PYTHON) benchmarks/models.py --quick
+	$(PYTHON) benchmarks/decode.py --profile $(PROFILE)
+	$(PYTHON) benchmarks/streaming.py --profile $(PROFILE)
 
 clean:
 	rm -rf results report data/features

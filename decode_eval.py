@@ -101,7 +101,7 @@ def run_probabilities(
     probabilities = []
     for start in range(0, len(generator.texts), batch_size):
         inputs, _ = generator.get_batch(list(range(start, min(start + batch_size, len(generator.texts)))))
-        batch = np.asarray(model(inputs["features"], training=False), np.float32)  # (B, T', C)
+        batch = np.asarray(model.predict_on_batch(inputs["features"]), np.float32)  # (B, T', C), compiled
         lengths = np.asarray(model.output_length(inputs["input_length"]))  # (B,)
         probabilities += [row[: int(length)] for row, length in zip(batch, lengths)]
     return probabilities, list(generator.texts)
@@ -178,6 +178,28 @@ def decoder_table(
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.attrs["hypotheses"] = hypotheses
     return table
+
+
+def save_decoder_scores(run_dir: str | Path, table, references: Sequence[str], alpha: float, beta: float,
+                        examples: int = 8) -> Path:
+    """Add a :func:`decoder_table`'s beam and beam + LM scores to ``<run_dir>/scores.json``.
+
+    The report's results table reads ``wer_beam`` / ``cer_beam`` / ``wer_lm`` / ``cer_lm``; the
+    greedy ``wer`` / ``cer`` (written by ``train_utils.compare_models``) are set from the same
+    table so every column of a row comes from the same utterances. The examples gain a
+    "beam+LM" transcript.
+    """
+    path = Path(run_dir) / "scores.json"
+    scores = json.loads(path.read_text()) if path.is_file() else {}
+    for decoder, suffix in (("greedy", ""), ("beam", "_beam"), ("beam+LM", "_lm")):
+        scores[f"wer{suffix}"] = float(table.loc[decoder, "WER"])
+        scores[f"cer{suffix}"] = float(table.loc[decoder, "CER"])
+    hypotheses = table.attrs["hypotheses"]
+    scores.update(lm_alpha=alpha, lm_beta=beta, utterances=len(references), examples=[
+        {"truth": truth, "prediction": greedy, "beam+LM": fused}
+        for truth, greedy, fused in zip(references, hypotheses["greedy"], hypotheses["beam+LM"])][:examples])
+    path.write_text(json.dumps(scores, indent=1))
+    return path
 
 
 def lm_fixes(references: Sequence[str], before: Sequence[str], after: Sequence[str], count: int = 5):

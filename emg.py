@@ -341,8 +341,10 @@ def save_scores(run_dir: str | Path, row: dict, desc_file: str | Path, examples:
               "desc_file": str(desc_file), "condition": row["condition"], "vocabulary": row["vocabulary"],
               "examples": [{"truth": truth, "prediction": prediction} for truth, prediction
                            in zip(row["references"], scores["hypotheses"]["greedy"])][:examples]}
-    if scores["lm"] is not None:
+    if scores["lm"] is not None:  # LM scores, and the LM transcripts beside the greedy ones
         record.update(wer_lm=scores["lm"][0], cer_lm=scores["lm"][1])
+        for example, fused in zip(record["examples"], scores["hypotheses"]["lm"]):
+            example["beam+LM"] = fused
     path = Path(run_dir) / "scores.json"
     path.write_text(json.dumps(record, indent=1))
     return path

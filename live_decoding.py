@@ -242,22 +242,18 @@ def emg_decoder(model, normalizer, feature_config, alphabet, input_rate: int,
         model, normalizer, feature_config, alphabet: the trained run; ``feature_config`` is an
             ``emg_signal.EMGFeatureConfig`` (raw input at ``sample_rate``, 1000 Hz).
         input_rate: the board's sampling rate in Hz (resampled to ``feature_config.sample_rate``).
-        config: window sizes (default StreamConfig()); its filter fields are replaced by the
-            feature configuration's.
+        config: window sizes (default StreamConfig()); the stream is notched and high-passed
+            with ``feature_config``'s settings.
     """
     import emg_signal
 
-    config = dataclasses.replace(
-        config or StreamConfig(), mains_hz=feature_config.mains_hz, harmonics=feature_config.notch_harmonics,
-        notch_quality=feature_config.notch_quality, highpass_hz=feature_config.highpass_hz,
-        highpass_order=feature_config.highpass_order)
     # the stream is filtered causally once; the per-window features only resample and frame
     window_features = dataclasses.replace(feature_config, mains_hz=None, highpass_hz=None)
     return WindowedDecoder(
         model, functools.partial(emg_signal.emg_features, config=window_features), normalizer,
         input_rate=input_rate, model_rate=int(feature_config.sample_rate), channels=feature_config.num_channels,
         frame_hop_samples=feature_config.frame_hop_ms * feature_config.sample_rate / 1000,
-        alphabet=alphabet, config=config)
+        alphabet=alphabet, config=config or StreamConfig(), signal_config=feature_config)
 
 
 def score_playback(decoder: WindowedDecoder, script: PlaybackScript):

@@ -138,13 +138,17 @@ def examples_html(results_dir: Path, per_family: int = 4) -> str:
         if scores.get("examples") and (family not in best or scores["cer"] < best[family][0]):
             best[family] = (scores["cer"], run_dir, scores)
     for family, (cer, run_dir, scores) in best.items():
+        shown = scores["examples"][:per_family]
+        fused = any("beam+LM" in example for example in shown)  # LM transcripts when the run has them
         rows = "".join(
-            f"<tr><td>{html.escape(example['truth'])}</td><td>{html.escape(example['prediction'])}</td></tr>"
-            for example in scores["examples"][:per_family]
+            f"<tr><td>{html.escape(example['truth'])}</td><td>{html.escape(example['prediction'])}</td>"
+            + (f"<td>{html.escape(example.get('beam+LM', ''))}</td>" if fused else "") + "</tr>"
+            for example in shown
         )
+        header = "<tr><th>truth</th><th>greedy transcript</th>" + ("<th>beam + LM</th>" if fused else "") + "</tr>"
         sections.append(
             f"<h3>{html.escape(FAMILY_TITLES.get(family, family))}: {html.escape(run_dir.name)} "
-            f"(CER {cer:.1%})</h3><table class='examples'><tr><th>truth</th><th>greedy transcript</th></tr>{rows}</table>"
+            f"(CER {cer:.1%} greedy)</h3><table class='examples'>{header}{rows}</table>"
         )
     return "".join(sections) or "<p>No decoded examples.</p>"
 

@@ -203,14 +203,12 @@ def compiled_model_call(model, num_frames: int, feature_dim: int) -> Callable[[n
 
 @dataclass(frozen=True)
 class StreamConfig:
-    """Window sizes and signal conditioning of the live decoder.
+    """Window sizes and polling of the live decoder (its filters follow the model's feature config).
 
     Attributes:
         hop_ms: new signal per window (the kept centre), in ms (300: the emg2qwerty window).
         left_context_ms: signal before the centre the model also sees, in ms.
         right_context_ms: look-ahead after the centre, in ms; adds directly to the latency.
-        mains_hz, harmonics, notch_quality, highpass_hz, highpass_order: see
-            :class:`CausalFilter` (Gaddy & Klein's values).
         poll_s: how often the board's buffer is drained, in seconds.
         stall_timeout_s: no new sample for this long raises BoardStalledError.
     """
@@ -218,11 +216,6 @@ class StreamConfig:
     hop_ms: float = 300.0
     left_context_ms: float = 600.0
     right_context_ms: float = 120.0
-    mains_hz: float | None = 60.0
-    harmonics: int = 7
-    notch_quality: float = 30.0
-    highpass_hz: float | None = 2.0
-    highpass_order: int = 3
     poll_s: float = 0.02
     stall_timeout_s: float = 3.0
 
@@ -267,7 +260,10 @@ class WindowedDecoder:
         channels: EMG channels used (the first ``channels`` EXG rows).
         frame_hop_samples: feature hop in model-rate samples (11.61 for Gaddy's features).
         alphabet: the model's alphabet.
-        config: window sizes and filters.
+        config: window sizes.
+        signal_config: the ``emg_signal.EMGFeatureConfig`` whose mains notch and high-pass the
+            stream is filtered with (causally, once); the trained run's, so live and training
+            signals are conditioned alike. Default: EMGFeatureConfig()'s (Gaddy & Klein's values).
 
     Attributes:
         samples_in: board-rate samples pushed; samples_filtered: of those, through the resampler
@@ -277,12 +273,14 @@ class WindowedDecoder:
 
     def __init__(self, model, feature_function: Callable[[np.ndarray], np.ndarray], normalizer,
                  input_rate: int, model_rate: int, channels: int, frame_hop_samples: float,
-                 alphabet: Alphabet = ENGLISH, config: StreamConfig = StreamConfig()):
+                 alphabet: Alphabet = ENGLISH, config: StreamConfig = StreamConfig(),
+                 signal_config: emg_signal.EMGFeatureConfig | None = None):
         def samples(ms: float) -> int:
             return round(ms * model_rate / 1000)
 
         self.model, self.feature_function, self.normalizer = model, feature_function, normalizer
         self.input_rate, self.model_rate, self.channels, self.config = int(input_rate), int(model_rate), channels, config
+        self.signal_config = signal_config or emg_signal.EMGFeatureConfig()
         self.hop, self.left = samples(config.hop_ms), samples(config.left_context_ms)
         self.window = self.left + self.hop + samples(config.right_context_ms)  # model-rate samples
         if self.hop < 1:
@@ -305,9 +303,9 @@ class WindowedDecoder:
         self.samples_in = self.samples_filtered = self.samples_decoded = 0
 
     def _new_filter(self) -> CausalFilter:
-        config = self.config
-        return CausalFilter(self.model_rate, self.channels, config.mains_hz, config.harmonics, config.notch_quality,
-                            config.highpass_hz, config.highpass_order)
+        settings = self.signal_config
+        return CausalFilter(self.model_rate, self.channels, settings.mains_hz, settings.notch_harmonics,
+                            settings.notch_quality, settings.highpass_hz, settings.highpass_order)
 
     def _frame(self, offset: float) -> int:
         """First output frame of a window whose position is at or after ``offset`` samples into it."""

@@ -51,6 +51,21 @@ def test_decoder_table_rows_and_lm_gain():
     assert table.loc["beam+LM", "WER"] < table.loc["beam", "WER"] / 2
 
 
+def test_save_decoder_scores_merges_the_table_into_scores_json(tmp_path):
+    probabilities, lm = confused_set(seed=5)
+    table = decode_eval.decoder_table(probabilities, TEXTS, lm, alpha=1.0, beta=1.0, beam_width=8)
+    (tmp_path / "scores.json").write_text(json.dumps({"wer": 9.0, "parameters": 123}))  # as compare_models wrote it
+    decode_eval.save_decoder_scores(tmp_path, table, TEXTS, alpha=1.0, beta=1.0, examples=2)
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    fused = table.attrs["hypotheses"]["beam+LM"]
+    assert scores["parameters"] == 123 and scores["utterances"] == len(TEXTS)
+    assert scores["wer"] == pytest.approx(decoding.wer(TEXTS, table.attrs["hypotheses"]["greedy"]))
+    assert scores["cer_beam"] == pytest.approx(decoding.cer(TEXTS, table.attrs["hypotheses"]["beam"]))
+    assert (scores["wer_lm"], scores["cer_lm"]) == pytest.approx((decoding.wer(TEXTS, fused), decoding.cer(TEXTS, fused)))
+    assert scores["examples"] == [{"truth": TEXTS[i], "prediction": table.attrs["hypotheses"]["greedy"][i],
+                                   "beam+LM": fused[i]} for i in range(2)]
+
+
 def test_tune_lm_weights_grid():
     probabilities, lm = confused_set(seed=20)
     alpha, beta, grid = decode_eval.tune_lm_weights(probabilities, TEXTS, lm, [0.0, 1.0], [0.0, 2.0], beam_width=8,
