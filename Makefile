@@ -23,12 +23,13 @@ setup: system-deps $(STAMP)
 
 system-deps:
 	@if command -v espeak-ng >/dev/null && command -v sox >/dev/null && command -v chromium >/dev/null \
+		&& command -v g++ >/dev/null \
 		&& ldconfig -p | grep -q libsndfile; then \
-		echo "system packages: espeak-ng, sox, libsndfile, chromium present"; \
+		echo "system packages: espeak-ng, sox, libsndfile, chromium, g++ present"; \
 	else \
-		echo "installing espeak-ng, sox, libsndfile1, chromium with apt-get"; \
+		echo "installing espeak-ng, sox, libsndfile1, chromium, g++ with apt-get"; \
 		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
-			espeak-ng sox libsndfile1 chromium; \
+			espeak-ng sox libsndfile1 chromium g++; \
 	fi
 
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
