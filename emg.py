@@ -308,7 +308,8 @@ def score_run(model: str, condition: str, vocabulary: str, run_dir: str | Path, 
     probabilities, references = decode_eval.run_probabilities(
         run_dir, desc_file, limit=limit, feature_loader=feature_loader, feature_class=feature_class or utils.FeatureConfig)
     return {"model": model, "condition": condition, "vocabulary": vocabulary, "references": references,
-            "scores": decode_scores(probabilities, references, lm, settings)}
+            "scores": decode_scores(probabilities, references, lm, settings), "run_dir": str(run_dir),
+            "desc_file": str(desc_file)}
 
 
 def results_table(rows: Sequence[dict]):
@@ -334,18 +335,47 @@ def results_table(rows: Sequence[dict]):
     return pd.DataFrame(table).set_index(["model", "condition", "vocabulary"])
 
 
-def save_scores(run_dir: str | Path, row: dict, desc_file: str | Path, examples: int = 8) -> Path:
-    """Write one :func:`score_run` row as the run's ``scores.json`` (the report's results table reads it)."""
-    scores = row["scores"]
-    record = {"wer": scores["greedy"][0], "cer": scores["greedy"][1], "utterances": scores["utterances"],
-              "desc_file": str(desc_file), "condition": row["condition"], "vocabulary": row["vocabulary"],
-              "examples": [{"truth": truth, "prediction": prediction} for truth, prediction
-                           in zip(row["references"], scores["hypotheses"]["greedy"])][:examples]}
-    if scores["lm"] is not None:  # LM scores, and the LM transcripts beside the greedy ones
-        record.update(wer_lm=scores["lm"][0], cer_lm=scores["lm"][1])
-        for example, fused in zip(record["examples"], scores["hypotheses"]["lm"]):
-            example["beam+LM"] = fused
-    path = Path(run_dir) / "scores.json"
-    path.write_text(json.dumps(record, indent=1))
-    return path
+def _parameters(run_dir: str | Path) -> int | None:
+    """A run's parameter count, from its builder.json (rebuilt without weights; None if absent)."""
+    import sample_models
 
+    path = Path(run_dir) / "builder.json"
+    if not path.is_file():
+        return None
+    config = json.loads(path.read_text())
+    return sample_models.build(config["builder"], **config["arguments"]).count_params()
+
+
+def save_scores(rows: Sequence[dict], examples: int = 8) -> list[Path]:
+    """Write every :func:`score_run` row into its run's ``scores.json`` (the report reads them).
+
+    A run scored on several test files (voiced / silent, closed / open) gets one entry per file
+    under "conditions"; its first row is also the run's headline (top-level wer / cer / wer_lm /
+    cer_lm, decoded examples with greedy and LM transcripts).
+
+    Returns:
+        the files written, one per run.
+    """
+    by_run: dict[str, list[dict]] = {}
+    for row in rows:
+        by_run.setdefault(row["run_dir"], []).append(row)
+    paths = []
+    for run_dir, run_rows in by_run.items():
+        conditions = []
+        for row in run_rows:
+            scores = row["scores"]
+            entry = {"condition": row["condition"], "vocabulary": row["vocabulary"], "desc_file": row["desc_file"],
+                     "utterances": scores["utterances"], "wer": scores["greedy"][0], "cer": scores["greedy"][1]}
+            if scores["lm"] is not None:
+                entry.update(wer_lm=scores["lm"][0], cer_lm=scores["lm"][1])
+            conditions.append(entry)
+        headline, scores = run_rows[0], run_rows[0]["scores"]
+        shown = [{"truth": truth, "prediction": prediction}
+                 for truth, prediction in zip(headline["references"], scores["hypotheses"]["greedy"])][:examples]
+        for example, fused in zip(shown, scores["hypotheses"]["lm"] or []):  # LM transcripts beside greedy ones
+            example["beam+LM"] = fused
+        record = dict(conditions[0], examples=shown, conditions=conditions, parameters=_parameters(run_dir))
+        path = Path(run_dir) / "scores.json"
+        path.write_text(json.dumps(record, indent=1))
+        paths.append(path)
+    return paths

@@ -5,7 +5,9 @@ The notebooks leave their results on disk, one folder per trained model:
     results/<profile>/<family>/<run>/history.json   loss, val_loss, epoch_seconds per epoch
                                      builder.json   builder name and arguments
                                      scores.json    held-out scores (train_utils.compare_models;
-                                                    decode_eval adds beam / beam+LM columns)
+                                                    decode_eval adds beam / beam+LM columns;
+                                                    emg.save_scores one entry per test file
+                                                    under "conditions")
     results/<profile>/streaming.json                the live-decoding latency of notebook 05
 
 Families are "course" (notebook 01), "deep" (02), "transformers" (03) and "emg" (04). This module
@@ -77,8 +79,12 @@ def results_frame(results_dir: Path):
             "best val loss": min(history.get("val_loss") or [float("nan")]),
             "test split": Path(scores["desc_file"]).name if "desc_file" in scores else None,
         }
-        row.update({column: scores.get(key) for key, column in SCORE_COLUMNS.items()})
-        rows.append(row)
+        for condition in scores.get("conditions") or [scores]:  # sEMG runs: one row per test file
+            labelled = dict(row, **{column: condition.get(key) for key, column in SCORE_COLUMNS.items()})
+            if condition is not scores:
+                labelled["model"] = f"{run_dir.name} ({condition['condition']}, {condition['vocabulary']})"
+                labelled["test split"] = Path(condition["desc_file"]).name
+            rows.append(labelled)
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -41,3 +42,17 @@ def tone_corpus(tmp_path: Path) -> Path:
         write_tone(tmp_path / "wav" / f"{index}.wav", seconds, frequency=200 + 100 * index, seed=index)
         records.append({"key": f"wav/{index}.wav", "duration": seconds, "text": text})
     return write_descriptors(tmp_path / "train_corpus.json", records)
+
+
+def run_check_script(name: str, backend: str, *arguments, cwd: Path | None = None) -> dict:
+    """Run tests/<name> in a fresh interpreter on ``backend``; the JSON dict of its last stdout line.
+
+    The Keras backend (and TensorFlow's logical devices) are fixed when a process first imports
+    them, so checks of another configuration run as their own process.
+    """
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / name), *map(str, arguments)], cwd=cwd,
+        env=dict(os.environ, KERAS_BACKEND=backend), capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert completed.returncode == 0, f"{name} failed:\n{completed.stderr[-3000:]}"
+    return json.loads(completed.stdout.strip().splitlines()[-1])

@@ -2,10 +2,6 @@
 
 import json
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -16,6 +12,7 @@ from hypothesis import strategies as st
 
 import sample_models as sm
 from char_map import ENGLISH
+from conftest import run_check_script
 from model_layers import (
     PaddingMask,
     RelativePositionAttention,
@@ -23,7 +20,6 @@ from model_layers import (
     reduced_length,
 )
 
-HERE = Path(__file__).resolve().parent
 
 # Seed 003's printout, layer by layer, with PyTorch's formulas: Conv2d c_in*c_out*9 + c_out;
 # LayerNorm 2 * features; GRU per direction 3 * (in*h + h*h + 2h); Linear in*out + out.
@@ -280,16 +276,7 @@ def test_bad_arguments(builder, arguments, message):
 @pytest.mark.slow
 def test_jax_backend_builds_and_masks_every_deep_builder_and_trains_two():
     pytest.importorskip("jax")
-    completed = subprocess.run(
-        [sys.executable, str(HERE / "deep_backend_check.py")],
-        env=dict(os.environ, KERAS_BACKEND="jax"),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    result = run_check_script("deep_backend_check.py", "jax")
     assert result["backend"] == "jax" and sorted(result["models"]) == sorted(SMALL)
     for name, checks in result["models"].items():
         assert checks["shape_ok"] and checks["padding_difference"] < 1e-5, name

@@ -108,3 +108,28 @@ def test_results_frame_reads_every_family(tmp_path):
     figures = report_page.loss_figures(tmp_path, tmp_path)
     assert [file for _, file in figures] == ["loss_course.png", "loss_deep.png", "loss_emg.png", "loss_all.png"]
     assert "a c" in report_page.examples_html(tmp_path)
+
+
+def test_emg_scores_give_one_report_row_per_test_file(tmp_path):
+    """emg.save_scores -> scores.json with conditions -> a results row per (condition, vocabulary)."""
+    import emg
+    import sample_models
+
+    run_dir = tmp_path / "emg" / "emg_model"
+    run_dir.mkdir(parents=True)
+    (run_dir / "history.json").write_text(json.dumps({"loss": [3.0, 2.0], "val_loss": [3.0, 2.5], "epoch_seconds": [1.0, 1.0]}))
+    arguments = {"input_dim": 112, "units": 8}
+    (run_dir / "builder.json").write_text(json.dumps({"builder": "bidirectional_rnn_model", "arguments": arguments}))
+    rows = [{"model": "EMG", "condition": condition, "vocabulary": "closed", "references": ["a b", "c"],
+             "run_dir": str(run_dir), "desc_file": f"data/test_{condition}_closed.json",
+             "scores": {"greedy": (0.5, cer), "lm": (0.25, cer / 2), "utterances": 2,
+                        "hypotheses": {"greedy": ["a c", "c"], "lm": ["a b", "c"]}}}
+            for condition, cer in (("voiced", 0.1), ("silent", 0.3))]
+    assert emg.save_scores(rows) == [run_dir / "scores.json"]
+    frame = report_page.results_frame(tmp_path)
+    assert list(frame.model) == ["emg_model (voiced, closed)", "emg_model (silent, closed)"]
+    assert list(frame["test split"]) == ["test_voiced_closed.json", "test_silent_closed.json"]
+    assert list(frame["CER greedy"]) == [0.1, 0.3] and list(frame["CER beam+LM"]) == [0.05, 0.15]
+    assert set(frame.parameters) == {sample_models.bidirectional_rnn_model(**arguments).count_params()}
+    examples = report_page.examples_html(tmp_path)
+    assert "<th>beam + LM</th>" in examples and "<td>a c</td><td>a b</td>" in examples

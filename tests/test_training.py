@@ -1,11 +1,7 @@
 """CTC loss against brute force, train_model's files / resume / NaN stop, evaluation, and JAX."""
 
 import json
-import os
 import pickle
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,10 +9,9 @@ import pytest
 import decoding
 import sample_models
 import train_utils
+from conftest import run_check_script
 from ctc_reference import brute_force_ctc, random_ctc_case
 from data_generator import AudioGenerator
-
-HERE = Path(__file__).resolve().parent
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -52,12 +47,7 @@ def test_ctc_loss_with_course_alphabet_blank():
 
 def test_jax_backend_builds_trains_and_matches_brute_force():
     pytest.importorskip("jax")
-    environment = dict(os.environ, KERAS_BACKEND="jax")
-    completed = subprocess.run(
-        [sys.executable, str(HERE / "backend_check.py")], env=environment, capture_output=True, text=True, timeout=600
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    result = run_check_script("backend_check.py", "jax")
     assert result["backend"] == "jax"
     assert result["output_shapes_ok"]
     assert result["max_ctc_error"] < 1e-4

@@ -2,10 +2,6 @@
 
 import json
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -15,9 +11,9 @@ import deep_models
 import model_layers
 import train_utils
 import training_options
+from conftest import run_check_script
 from training_options import OptimizerConfig, WarmupDecay
 
-HERE = Path(__file__).resolve().parent
 PEAK, FINAL = 1e-3, 1e-5
 
 
@@ -242,17 +238,7 @@ def test_train_model_rejects_optimizer_and_schedule(tone_corpus, tmp_path):
 @pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(tone_corpus, tmp_path):
     """Two replicas: the split step equals the single-device step, and train_model's loss goes down."""
-    completed = subprocess.run(
-        [sys.executable, str(HERE / "distribute_check.py"), str(tone_corpus), str(tmp_path / "results")],
-        cwd=tmp_path,
-        env=dict(os.environ, KERAS_BACKEND="tensorflow"),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    result = run_check_script("distribute_check.py", "tensorflow", tone_corpus, tmp_path / "results", cwd=tmp_path)
     assert result["logical_cpus"] == 2 and result["replicas"] == 2
     assert result["training_json"]["replicas"] == 2
     # sum over replicas of (replica mean / 2) = the batch mean: same loss, same update
