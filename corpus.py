@@ -40,7 +40,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 import soundfile
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: no ipywidgets needed in notebooks or exports
 
 from grammar import generate_texts, pick
 from profiles import PROFILES, get_profile

@@ -31,7 +31,7 @@ from typing import Callable
 
 import keras
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: no ipywidgets needed in notebooks or exports
 
 import utils
 from char_map import ENGLISH, Alphabet

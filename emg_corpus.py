@@ -61,7 +61,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: no ipywidgets needed in notebooks or exports
 
 import emg_synthesis as synthesis
 from profiles import get_profile

@@ -36,7 +36,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import scipy.signal
 import soundfile
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: no ipywidgets needed in notebooks or exports
 
 from char_map import ENGLISH
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -41,6 +42,35 @@ def inputs_digest(source: Path, profile: str, upstream: str) -> str:
     return digest.hexdigest()
 
 
+# TensorFlow's C++ start-up lines ("oneDNN custom operations are on", "Could not find cuda
+# drivers", ...): absl writes them to stderr before TF_CPP_MIN_LOG_LEVEL can silence them.
+BACKEND_LOG_LINE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|[IWE]\d{4} [\d:. ]+\d+ [\w.]+:\d+\] .*"
+    r"|To enable the following instructions: .*)$"
+)
+
+
+def without_backend_logs(notebook):
+    """Drop TensorFlow's start-up log lines from a notebook's stderr outputs (other lines stay).
+
+    Applied to the HTML export only; the executed .ipynb under report/notebooks keeps everything.
+    """
+    for cell in notebook.cells:
+        outputs = []
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                kept = [line for line in output["text"].splitlines(keepends=True)
+                        if not BACKEND_LOG_LINE.match(line.rstrip("\n"))]
+                if not kept:
+                    continue
+                output["text"] = "".join(kept)
+            outputs.append(output)
+        if "outputs" in cell:
+            cell["outputs"] = outputs
+    return notebook
+
+
 def run_notebook(source: Path, profile: str, out_dir: Path, log_output: bool = False) -> NotebookRun:
     """Execute ``source`` with papermill under ``profile`` and export it to HTML."""
     import nbformat
@@ -60,7 +90,7 @@ def run_notebook(source: Path, profile: str, out_dir: Path, log_output: bool = F
     seconds = time.perf_counter() - started
     html_path = None
     if executed.is_file():
-        body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
+        body, _ = HTMLExporter().from_notebook_node(without_backend_logs(nbformat.read(executed, as_version=4)))
         html_path = executed.with_suffix(".html")
         html_path.write_text(body)
     return NotebookRun(source.stem, seconds, html_path, error)

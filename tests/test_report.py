@@ -39,6 +39,8 @@ def test_index_has_figures_table_and_working_links(smoke_report):
     for target in targets:
         assert (out_dir / target).is_file(), target
     assert "failed:" not in page
+    for executed in (out_dir / "notebooks").glob("*.html"):  # TensorFlow's start-up noise is left out
+        assert "absl::InitializeLog" not in executed.read_text(), executed.name
 
 
 def test_second_run_keeps_unchanged_notebooks(smoke_report, capsys):
@@ -75,6 +77,26 @@ def test_index_renders_in_headless_chromium(smoke_report, tmp_path):
     finally:
         context.close()
         playwright.stop()
+
+
+def test_backend_start_up_logs_are_dropped_from_the_export_only():
+    import nbformat
+
+    tf_lines = [
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n",
+        "I0000 00:00:1795981210.657064   15167 port.cc:153] oneDNN custom operations are on.\n",
+        "E0000 00:00:1795981719.860198   15795 cuda_platform.cc:52] failed call to cuInit: UNKNOWN ERROR (303)\n",
+    ]
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("import keras", outputs=[nbformat.v4.new_output("stream", name="stderr", text="".join(tf_lines))]),
+        nbformat.v4.new_code_cell("train()", outputs=[
+            nbformat.v4.new_output("stream", name="stderr", text=tf_lines[1] + "UserWarning: 3 utterances skipped\n"),
+            nbformat.v4.new_output("stream", name="stdout", text=tf_lines[1]),  # stdout is never touched
+        ]),
+    ])
+    cleaned = report.without_backend_logs(notebook)
+    assert cleaned.cells[0].outputs == []
+    assert [output.text for output in cleaned.cells[1].outputs] == ["UserWarning: 3 utterances skipped\n", tf_lines[1]]
 
 
 def test_failing_notebook_is_named_with_its_cell(tmp_path):
