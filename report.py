@@ -105,8 +105,9 @@ def run_all(profile: str, out_dir: Path, force: bool = False, log_output: bool =
         digest = upstream = inputs_digest(source, profile, upstream)
         stamp = notebook_dir / f"{source.stem}.inputs"
         html_path = notebook_dir / f"{source.stem}.html"
-        if not force and html_path.is_file() and stamp.is_file() and stamp.read_text() == digest:
-            runs.append(NotebookRun(source.stem, 0.0, html_path, cached=True))
+        stamped = stamp.read_text().split() if stamp.is_file() else []  # [digest, seconds of that run]
+        if not force and html_path.is_file() and stamped[:1] == [digest]:
+            runs.append(NotebookRun(source.stem, float(stamped[1]) if len(stamped) > 1 else 0.0, html_path, cached=True))
             print(f"[report] {number}/{len(notebooks())} {source.name}: unchanged, kept", flush=True)
             continue
         stamp.unlink(missing_ok=True)
@@ -114,7 +115,7 @@ def run_all(profile: str, out_dir: Path, force: bool = False, log_output: bool =
         run = run_notebook(source, profile, notebook_dir, log_output)
         runs.append(run)
         if run.error is None:
-            stamp.write_text(digest)
+            stamp.write_text(f"{digest}\n{run.seconds:.1f}\n")
         print(f"[report] {number}/{len(notebooks())} {source.name}: "
               f"{'FAILED ' + run.error if run.error else 'ok'} in {run.seconds:.0f} s", flush=True)
     return runs

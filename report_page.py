@@ -38,7 +38,10 @@ SCORE_COLUMNS = {  # scores.json key -> results-table column
 
 @dataclass
 class NotebookRun:
-    """What happened to one notebook: its name, time, HTML export and error (None: ok)."""
+    """What happened to one notebook: its name, time, HTML export and error (None: ok).
+
+    ``cached``: kept from an earlier run (its inputs did not change); ``seconds`` is then that run's.
+    """
 
     name: str
     seconds: float
@@ -209,7 +212,7 @@ def write_index(out_dir: Path, runs: list[NotebookRun], profile: str, results_di
         name = html.escape(run.name)
         link = f'<a href="notebooks/{html.escape(run.html_path.name)}">{name}</a>' if run.html_path else name
         status = (f'<span class="failed">failed: {html.escape(run.error)}</span>' if run.error
-                  else '<span class="cached">ok (unchanged, not re-run)</span>' if run.cached else "ok")
+                  else '<span class="cached">ok (unchanged: time of its last run)</span>' if run.cached else "ok")
         notebook_rows.append(f"<tr><td>{link}</td><td>{run.seconds:.0f} s</td><td>{status}</td></tr>")
     figures = "".join(
         f'<figure><img src="{file}" alt="loss curves: {html.escape(title)}"><figcaption>{html.escape(title)}</figcaption></figure>'

@@ -50,6 +50,8 @@ def test_second_run_keeps_unchanged_notebooks(smoke_report, capsys):
     assert report.main(["--profile", "smoke", "--out", str(out_dir)]) == 0
     assert capsys.readouterr().out.count("unchanged, kept") == len(report.notebooks())
     assert {path: path.stat().st_mtime for path in before} == before
+    kept_times = re.findall(r"<td>(\d+) s</td><td><span class=\"cached\">", (out_dir / "index.html").read_text())
+    assert len(kept_times) == len(report.notebooks()) and sum(map(int, kept_times)) > 0  # the first run's times
 
 
 def test_index_renders_in_headless_chromium(smoke_report, tmp_path):
