@@ -8,15 +8,24 @@ export KERAS_BACKEND ?= tensorflow
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 
-.PHONY: report test setup system-deps corpus emg-corpus benchmark clean
+.PHONY: report test lint typecheck setup system-deps corpus emg-corpus benchmark clean
 
 ## report: the whole course under PROFILE (smoke | quick | full), written to report/index.html
 report: setup corpus emg-corpus
-	$(PYTHON) report.py --profile $(PROFILE)
+	$(PYTHON) -m ctclab.report --profile $(PROFILE)
 
-## test: the whole test suite (includes notebook smoke runs)
-test: setup
+## test: the gates (ruff lint + format check, mypy), then the whole test suite (includes notebook smoke runs)
+test: setup lint typecheck
 	$(PYTHON) -m pytest
+
+## lint: ruff over the package, the course modules, tests, benchmarks and notebooks
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+## typecheck: mypy over the package and the course modules (settings in pyproject.toml)
+typecheck: setup
+	$(VENV)/bin/mypy
 
 ## setup: system packages and the virtual environment (idempotent)
 setup: system-deps $(STAMP)
@@ -37,16 +46,16 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -r requirements.txt
 	$(PYTHON) -m pip install --quiet --no-deps -r requirements-nodeps.txt
-	$(PYTHON) -m pip install --quiet --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
+	$(PYTHON) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 ## corpus: the embedded speech corpus for PROFILE (data/speech for quick; cached)
 corpus: setup
-	$(PYTHON) corpus.py --profile $(PROFILE)
+	$(PYTHON) -m ctclab.data.corpus --profile $(PROFILE)
 
 ## emg-corpus: the synthetic sEMG corpus (Gaddy & Klein layout) built from the speech corpus (cached)
 emg-corpus: setup corpus
-	$(PYTHON) emg_corpus.py --profile $(PROFILE)
+	$(PYTHON) -m ctclab.emg.corpus --profile $(PROFILE)
 
 ## benchmark: every measured ratio (see benchmarks/README.md); decode and streaming use the report's runs when present
 benchmark: setup corpus emg-corpus

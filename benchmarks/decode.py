@@ -38,11 +38,14 @@ from pathlib import Path
 
 import numpy as np
 
-import decode_eval
-import decoding
-from data_generator import read_descriptors
-from lm import NGramLM
-from profiles import get_profile
+from ctclab.decoding.pyctc import pyctcdecode_decoder, pyctcdecode_labels
+from ctclab.decoding.tuning import find_decoding_run, run_probabilities, synthetic_posteriors
+from ctclab.decoding.beam import prefix_beam_search
+from ctclab.decoding.greedy import greedy_decode
+from ctclab.decoding.metrics import cer, wer
+from ctclab.data.descriptors import read_descriptors
+from ctclab.decoding.lm import NGramLM
+from ctclab.profiles import get_profile
 
 
 def posteriors(args) -> tuple[list[np.ndarray], list[str], str]:
@@ -53,13 +56,13 @@ def posteriors(args) -> tuple[list[np.ndarray], list[str], str]:
     elif args.run:
         run, reason = Path(args.run), f"--run {args.run}"
     else:
-        run, reason = decode_eval.find_decoding_run(profile)
+        run, reason = find_decoding_run(profile)
     if run is not None:
-        probabilities, references = decode_eval.run_probabilities(run, profile.descriptor("test"),
+        probabilities, references = run_probabilities(run, profile.descriptor("test"),
                                                                   limit=args.utterances)
         return probabilities, references, f"trained run: {reason}"
     references = [record["text"] for record in read_descriptors(profile.descriptor("test"))][: args.utterances]
-    probabilities = [decode_eval.synthetic_posteriors(text, seed=i, confusion_rate=0.15)
+    probabilities = [synthetic_posteriors(text, seed=i, confusion_rate=0.15)
                      for i, text in enumerate(references)]
     return probabilities, references, f"synthetic posteriors of the test transcripts ({reason})"
 
@@ -68,20 +71,20 @@ def decoders(args, lm: NGramLM, arpa_path: Path) -> dict:
     """Name -> function(probabilities) -> text, all with the same search settings."""
     ours = dict(beam_width=args.beam_width, prune_log_prob=args.prune, beam_prune_log_prob=args.beam_prune)
     theirs = dict(beam_width=args.beam_width, token_min_logp=args.prune, beam_prune_logp=-args.beam_prune)
-    with_lm = decode_eval.pyctcdecode_decoder(lm=lm, alpha=args.alpha, beta=args.beta)
-    without_lm = decode_eval.pyctcdecode_decoder()
+    with_lm = pyctcdecode_decoder(lm=lm, alpha=args.alpha, beta=args.beta)
+    without_lm = pyctcdecode_decoder()
     table = {
-        "ours beam+LM": lambda p: decoding.prefix_beam_search(p, lm=lm, alpha=args.alpha, beta=args.beta, **ours),
+        "ours beam+LM": lambda p: prefix_beam_search(p, lm=lm, alpha=args.alpha, beta=args.beta, **ours),
         "pyctcdecode beam+LM": lambda p: with_lm.decode(p, **theirs),
-        "ours beam": lambda p: decoding.prefix_beam_search(p, **ours),
+        "ours beam": lambda p: prefix_beam_search(p, **ours),
         "pyctcdecode beam": lambda p: without_lm.decode(p, **theirs),
-        "greedy": decoding.greedy_decode,
+        "greedy": greedy_decode,
     }
     try:
         import kenlm  # noqa: F401
         from pyctcdecode import build_ctcdecoder
 
-        kenlm_decoder = build_ctcdecoder(decode_eval.pyctcdecode_labels(), str(arpa_path), sorted(lm.words),
+        kenlm_decoder = build_ctcdecoder(pyctcdecode_labels(), str(arpa_path), sorted(lm.words),
                                          alpha=args.alpha, beta=args.beta)
         table["pyctcdecode+KenLM"] = lambda p: kenlm_decoder.decode(p, **theirs)
     except ImportError:
@@ -94,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", default="quick", help="smoke | quick | full (default quick)")
     parser.add_argument("--utterances", type=int, default=200, help="test utterances decoded (default 200)")
     parser.add_argument("--synthetic", action="store_true", help="use synthetic posteriors even if a run exists")
-    parser.add_argument("--run", help="decode this run folder (default: decode_eval.find_decoding_run)")
+    parser.add_argument("--run", help="decode this run folder (default: find_decoding_run)")
     parser.add_argument("--beam-width", type=int, default=32, help="beams kept per frame (default 32)")
     parser.add_argument("--prune", type=float, default=-10.0, help="characters need ln p >= this (default -10)")
     parser.add_argument("--beam-prune", type=float, default=10.0,
@@ -126,8 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     rows = {}
     for name in table:
         ours = texts["ours beam+LM" if "LM" in name else "ours beam"]
-        rows[name] = {"utterances/s": len(probabilities) / seconds[name], "WER": decoding.wer(references, texts[name]),
-                      "CER": decoding.cer(references, texts[name]),
+        rows[name] = {"utterances/s": len(probabilities) / seconds[name], "WER": wer(references, texts[name]),
+                      "CER": cer(references, texts[name]),
                       "same as ours": np.mean([mine == other for mine, other in zip(ours, texts[name])])}
     print(pd.DataFrame.from_dict(rows, orient="index").to_string(float_format=lambda value: f"{value:.3f}"))
     pairs = (("ours beam+LM", "pyctcdecode beam+LM"), ("ours beam+LM", "pyctcdecode+KenLM"),

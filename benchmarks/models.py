@@ -34,7 +34,6 @@ import time
 from pathlib import Path
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPOSITORY_ROOT))
 
 # (label, builder, arguments); input_dim is the features each model trains on in the notebooks
 MODELS = [
@@ -109,14 +108,15 @@ def measure(label: str, builder: str, arguments: dict, options) -> dict:
     import keras
     import numpy as np
 
-    import sample_models
-    import train_utils
+    from ctclab.models.registry import build
+    from ctclab.training.loss import CTCTrainer
+    from ctclab.training.trainer import default_optimizer
 
     keras.utils.set_random_seed(0)
-    model = sample_models.build(builder, **arguments)
+    model = build(builder, **arguments)
     x, y = fixed_batch(options.batch, options.seconds, arguments["input_dim"])
-    trainer = train_utils.CTCTrainer(model)
-    trainer.compile(optimizer=train_utils.default_optimizer(), jit_compile=keras.backend.backend() == "jax")
+    trainer = CTCTrainer(model)
+    trainer.compile(optimizer=default_optimizer(), jit_compile=keras.backend.backend() == "jax")
     train_ms = median_ms(lambda: trainer.train_on_batch(x, y), options.warmup, options.steps)
     utterance = x["features"][:1]
     if keras.backend.backend() == "jax":

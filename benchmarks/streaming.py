@@ -37,18 +37,17 @@ import tempfile
 import time
 from pathlib import Path
 
-# this file shares its name with the module it measures: drop its folder from the import path
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-import decoding
-import emg
-import live_decoding
-import openbci
-import profiles
-from streaming import StreamConfig, compiled_model_call
+from ctclab.decoding.metrics import cer
+from ctclab.emg import training as emg
+from ctclab.live import decoding as live_decoding
+from ctclab.live import openbci
+from ctclab import profiles
+from ctclab.runs import load_trained_model
+from ctclab.live.streaming import StreamConfig, compiled_model_call
 
 BUDGET_MS = 30.0  # per-window processing budget for a 300 ms hop
 
@@ -93,7 +92,7 @@ def main(argv=None) -> None:
     run_dir = args.run or live_decoding.find_emg_run(profile.results_for("emg"))
     if run_dir is None:
         raise SystemExit(f"no sEMG run under {profile.results_for('emg')}: run notebook 04 or pass --run")
-    model, normalizer, feature_config, alphabet = emg.load_emg_run(run_dir)
+    model, normalizer, feature_config, alphabet = load_trained_model(run_dir)
 
     sentences = live_decoding.playback_recordings(emg.emg_corpus_dir(profile), 10_000, split="test")
     sentences += live_decoding.playback_recordings(emg.emg_corpus_dir(profile), 10_000, split="dev")
@@ -118,7 +117,7 @@ def main(argv=None) -> None:
     summary = report.summary()
     _, live_cer = live_decoding.score_playback(decoder, script)
     offline = live_decoding.offline_transcripts(model, normalizer, feature_config, alphabet, recordings)
-    offline_cer = decoding.cer(script.texts, offline)
+    offline_cer = cer(script.texts, offline)
 
     print(f"\nwindows {summary['windows']}, wall {summary['wall s']:.1f} s for {summary['signal s']:.1f} s of signal")
     print(f"processing per window: median {summary['processing ms median']:.1f} ms, "

@@ -8,7 +8,7 @@ One run measures, on the current Keras backend (``KERAS_BACKEND=tensorflow`` or 
    * through ``train_utils.CTCTrainer`` compiled as ``train_utils.train_model`` compiles it and
      fed the way ``AudioGenerator.fit_data`` feeds fit ("fit step"), and
    * through a hand-written step on a fresh copy of the model with the same initial weights,
-     the same loss (``train_utils.ctc_batch_loss`` on ``sample_models.logits_model``) and the
+     the same loss (``ctc_batch_loss`` on ``registry.logits_model``) and the
      same optimizer (``--optimizer``: train_model's default or the course's SGD) ("raw step"):
      a ``tf.function`` with a ``tf.GradientTape`` on TensorFlow, a ``jax.jit`` of
      ``stateless_call`` + ``jax.value_and_grad`` + ``optimizer.stateless_apply`` on JAX.
@@ -52,10 +52,12 @@ from pathlib import Path
 import keras
 import numpy as np
 
-import sample_models
-import train_utils
-import utils
-from data_generator import AudioGenerator, FeatureCache
+from ctclab.models.registry import BUILDERS, build, logits_model
+from ctclab.training.loss import CTCTrainer, ctc_batch_loss
+from ctclab.training.trainer import StopOnNaN, course_optimizer, default_optimizer
+from ctclab.data.features import FeatureConfig
+from ctclab.data.features import FeatureCache
+from ctclab.data.generator import AudioGenerator
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 COURSE_MODELS = ["simple_rnn_model", "rnn_model", "cnn_rnn_model", "deep_rnn_model", "bidirectional_rnn_model"]
@@ -64,8 +66,8 @@ GENERATOR_TO_STEP_TARGET = 0.05  # building a batch should cost at most 5 % of a
 MINIMUM_TIMED_STEPS = 5  # a fit stopped by --max-fit-seconds still keeps this many timed steps
 NOTEBOOK_VERBOSE = 2  # what the course notebook passes to train_model (one line per epoch)
 OPTIMIZERS: dict[str, Callable[[], keras.optimizers.Optimizer]] = {
-    "default": train_utils.default_optimizer,  # train_model's when given none
-    "course": train_utils.course_optimizer,  # the course's SGD
+    "default": default_optimizer,  # train_model's when given none
+    "course": course_optimizer,  # the course's SGD
 }
 
 Batch = tuple[dict[str, np.ndarray], dict[str, np.ndarray]]
@@ -203,14 +205,14 @@ def time_fit(
     Returns:
         Seconds per fit batch callback and the first batch's loss.
     """
-    trainer = train_utils.CTCTrainer(model)
+    trainer = CTCTrainer(model)
     trainer.compile(
         optimizer=OPTIMIZERS[settings.optimizer](), jit_compile=settings.jit_compile,
         steps_per_execution=settings.steps_per_execution,
     )
     timer = StepTimer(between_steps, settings.steps_per_execution, warmup_steps, max_seconds)
     # StopOnNaN is train_model's only per-batch callback; its other callbacks act once an epoch.
-    callbacks = [train_utils.StopOnNaN(), timer]
+    callbacks = [StopOnNaN(), timer]
     data = repeated_fit_input(batch, num_steps, generator)
     with contextlib.redirect_stdout(io.StringIO()):  # the progress output of verbose=1 / 2
         trainer.fit(data, epochs=1, verbose=settings.verbose, callbacks=callbacks, shuffle=False)
@@ -227,17 +229,17 @@ def tensorflow_raw_step(
     """
     import tensorflow as tf
 
-    logits_model = sample_models.logits_model(model)
-    variables = logits_model.trainable_variables
+    to_logits = logits_model(model)
+    variables = to_logits.trainable_variables
     # The same variable-length signature that fit's train function is traced with.
     signature = list(generator.fit_data().element_spec)
 
     @tf.function(input_signature=signature)
     def train_step(inputs, targets):
         with tf.GradientTape() as tape:
-            logits = logits_model(inputs["features"], training=True)  # (B, T', C)
+            logits = to_logits(inputs["features"], training=True)  # (B, T', C)
             output_length = model.output_length(inputs["input_length"])  # (B,)
-            losses = train_utils.ctc_batch_loss(targets["labels"], logits, targets["label_length"], output_length)
+            losses = ctc_batch_loss(targets["labels"], logits, targets["label_length"], output_length)
             loss = tf.reduce_mean(losses)
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
@@ -254,15 +256,15 @@ def jax_raw_step(model: keras.Model, batch: Batch, optimizer: keras.optimizers.O
     """
     import jax
 
-    logits_model = sample_models.logits_model(model)
-    optimizer.build(logits_model.trainable_variables)
+    to_logits = logits_model(model)
+    optimizer.build(to_logits.trainable_variables)
 
     def loss_and_updates(trainable, non_trainable, inputs, targets):
-        logits, non_trainable = logits_model.stateless_call(
+        logits, non_trainable = to_logits.stateless_call(
             trainable, non_trainable, inputs["features"], training=True
         )  # (B, T', C); non_trainable comes back with updated batch-norm statistics
         output_length = model.output_length(inputs["input_length"])  # (B,)
-        losses = train_utils.ctc_batch_loss(targets["labels"], logits, targets["label_length"], output_length)
+        losses = ctc_batch_loss(targets["labels"], logits, targets["label_length"], output_length)
         return keras.ops.mean(losses), non_trainable
 
     gradient_function = jax.value_and_grad(loss_and_updates, has_aux=True)
@@ -276,7 +278,7 @@ def jax_raw_step(model: keras.Model, batch: Batch, optimizer: keras.optimizers.O
     jitted_step = jax.jit(train_step, donate_argnums=0)
     state = [
         [variable.value for variable in variables]
-        for variables in (logits_model.trainable_variables, logits_model.non_trainable_variables, optimizer.variables)
+        for variables in (to_logits.trainable_variables, to_logits.non_trainable_variables, optimizer.variables)
     ]
     inputs, targets = jax.device_put(batch)
 
@@ -349,7 +351,7 @@ def time_feature_loading(generator: AudioGenerator, indices: list[int], cache_di
 
 
 def build_model(name: str, input_dim: int, weights: list[np.ndarray] | None = None) -> keras.Model:
-    model = sample_models.build(name, input_dim=input_dim)
+    model = build(name, input_dim=input_dim)
     if weights is not None:
         model.set_weights(weights)
     return model
@@ -383,7 +385,7 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=5, help="untimed first steps: tracing, compilation (default 5)")
     parser.add_argument("--minibatch-size", type=int, default=20, help="utterances per batch (default 20)")
     parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="default",
-                        help="default: train_model's (train_utils.default_optimizer); course: the course's SGD")
+                        help="default: train_model's (default_optimizer); course: the course's SGD")
     parser.add_argument("--max-fit-seconds", type=float, default=30.0,
                         help=f"stop a fit once its timed steps took this long (>= {MINIMUM_TIMED_STEPS} kept; default 30)")
     parser.add_argument("--alternatives", choices=("auto", "always", "never"), default="auto",
@@ -396,8 +398,8 @@ def parse_arguments() -> argparse.Namespace:
         if not 0 <= int(arguments.model) < len(COURSE_MODELS):
             parser.error(f"--model {arguments.model}: the course's models are 0-{len(COURSE_MODELS) - 1}")
         arguments.model = COURSE_MODELS[int(arguments.model)]
-    if arguments.model not in sample_models.BUILDERS:
-        parser.error(f"--model {arguments.model!r}: choose 0-4 or one of {sorted(sample_models.BUILDERS)}")
+    if arguments.model not in BUILDERS:
+        parser.error(f"--model {arguments.model!r}: choose 0-4 or one of {sorted(BUILDERS)}")
     if min(arguments.steps, arguments.warmup, arguments.minibatch_size) < 1:
         parser.error("--steps, --warmup and --minibatch-size must be at least 1")
     return arguments
@@ -409,7 +411,7 @@ def main() -> None:
     if backend not in ("tensorflow", "jax"):
         raise SystemExit(f"KERAS_BACKEND={backend}: this benchmark supports tensorflow and jax")
     keras.utils.set_random_seed(0)
-    features = utils.FeatureConfig()
+    features = FeatureConfig()
     model = build_model(arguments.model, features.feature_dim)
     initial_weights = model.get_weights()  # the raw step's model starts from these too
 

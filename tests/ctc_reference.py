@@ -4,7 +4,7 @@ import itertools
 
 import numpy as np
 
-from decoding import collapse_path
+from ctclab.decoding.greedy import collapse_path
 
 
 def brute_force_ctc(logits: np.ndarray, label, blank: int) -> float:

@@ -5,19 +5,15 @@ Prints one JSON line; tests/test_deep_models.py runs it with KERAS_BACKEND=jax i
 """
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import keras  # noqa: E402
-from test_deep_models import SMALL  # noqa: E402
+import keras
+from test_deep_models import SMALL
 
-import sample_models  # noqa: E402
-import train_utils  # noqa: E402
+from ctclab.models.registry import build
+from ctclab.training.loss import CTCTrainer
 
 TRAINED = ("cnn_birnn_model", "tds_mhsa_model")
 STEPS = 8  # training steps (dropout makes single steps noisy; the seed makes the run repeatable)
@@ -29,7 +25,7 @@ x = {"features": features, "input_length": np.array([48, 30], np.int32)}
 y = {"labels": np.array([[2, 3, 4], [5, 6, 0]], np.int32), "label_length": np.array([3, 2], np.int32)}
 result = {"backend": keras.backend.backend(), "models": {}}
 for builder, variants in SMALL.items():
-    model = sample_models.build(builder, input_dim=13, **variants[0])
+    model = build(builder, input_dim=13, **variants[0])
     output = np.asarray(model(features))
     alone = np.asarray(model(features[1:, :30]))
     frames = model.output_length(30)
@@ -38,7 +34,7 @@ for builder, variants in SMALL.items():
         "padding_difference": float(np.max(np.abs(output[1, :frames] - alone[0, :frames]))),
     }
     if builder in TRAINED:  # compiling a training step takes 10-30 s per model: a masked-RNN and an attention model
-        trainer = train_utils.CTCTrainer(model)
+        trainer = CTCTrainer(model)
         trainer.compile(optimizer=keras.optimizers.Adam(3e-3), jit_compile=True)  # as train_model on JAX
         checks["losses"] = [float(trainer.train_on_batch(x, y)) for _ in range(STEPS)]
     result["models"][builder] = checks

@@ -12,14 +12,14 @@ import tensorflow as tf
 
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-import deep_models  # noqa: E402
-import train_utils  # noqa: E402
-import training_options  # noqa: E402
+from ctclab.models import deep as deep_models
+from ctclab.training.loss import CTCTrainer
+from ctclab.training.trainer import train_model
+from ctclab.training import options as training_options
 
 descriptor, results_dir = sys.argv[1], Path(sys.argv[2])
 result = {"logical_cpus": len(tf.config.list_logical_devices("CPU"))}
@@ -38,12 +38,12 @@ y = {
 }
 with training_options.training_scope(single, distribute=True) as (replicated, strategy):
     result["replicas"] = strategy.num_replicas_in_sync
-    trainer = train_utils.CTCTrainer(replicated)
+    trainer = CTCTrainer(replicated)
     trainer.compile(optimizer=keras.optimizers.SGD(0.1))
     # fit splits a tf.data batch between the replicas (train_on_batch would give each the whole batch)
     history = trainer.fit(tf.data.Dataset.from_tensors((x, y)), epochs=1, verbose=0)
     result["distributed_loss"] = history.history["loss"][0]
-local = train_utils.CTCTrainer(single)
+local = CTCTrainer(single)
 local.compile(optimizer=keras.optimizers.SGD(0.1))
 result["single_loss"] = float(local.train_on_batch(x, y))
 result["max_weight_difference"] = max(
@@ -53,7 +53,7 @@ result["max_update"] = max(float(np.max(np.abs(a - b))) for a, b in zip(single.g
 
 # 2. train_model(distribute=True) on a real descriptor: the loss must go down.
 model = deep_models.cnn_birnn_model(161, filters=16, kernel_size=5, units=16, recur_layers=1, dropout_rate=0.0)
-history = train_utils.train_model(
+history = train_model(
     model,
     "d.pickle",
     "distributed.keras",

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from char_map import ENGLISH, ENGLISH_DIGITS, get_alphabet, int_sequence_to_text, text_to_int_sequence
+from ctclab.alphabet import ENGLISH, ENGLISH_DIGITS, get_alphabet, int_sequence_to_text, text_to_int_sequence
 
 
 @pytest.mark.parametrize(

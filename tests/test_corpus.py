@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import soundfile
 
-import corpus
-import grammar
-from char_map import ENGLISH
+from ctclab.data import corpus
+from ctclab.data import grammar
+from ctclab.alphabet import ENGLISH
 
 TINY = corpus.CorpusConfig(num_utterances=24, seed=3)
 

@@ -17,13 +17,16 @@ import numpy as np
 import pytest
 import soundfile
 
-import data_generator
-import utils
-from char_map import ENGLISH
+from ctclab.data.generator import vis_train_features
+from ctclab.data.features import FeatureConfig, featurize_file
+from ctclab.alphabet import ENGLISH
 from conftest import write_descriptors, write_tone
-from data_generator import AudioGenerator, Normalizer, SkipReport, minimum_ctc_frames, read_descriptors
+from ctclab.data.descriptors import read_descriptors
+from ctclab.data import features as features_module
+from ctclab.data.features import Normalizer
+from ctclab.data.generator import AudioGenerator, SkipReport, minimum_ctc_frames
 
-SPECTROGRAM = utils.FeatureConfig()
+SPECTROGRAM = FeatureConfig()
 TONE_TEXTS = ["hi", "go left", "one two", "ace", "it's on", "stop"]  # conftest.tone_corpus, 0.6 s + 0.2 s * i
 TONE_FRAMES = [59, 79, 99, 119, 139, 159]
 
@@ -75,8 +78,8 @@ def assert_batches_equal(got, expected) -> None:
                 np.testing.assert_array_equal(got_part[name], expected_part[name], err_msg=name)
 
 
-def numpy_stats(paths: list[Path], config: utils.FeatureConfig = SPECTROGRAM) -> tuple[np.ndarray, np.ndarray]:
-    frames = np.concatenate([utils.featurize_file(path, config) for path in paths]).astype(np.float64)  # (sum T, F)
+def numpy_stats(paths: list[Path], config: FeatureConfig = SPECTROGRAM) -> tuple[np.ndarray, np.ndarray]:
+    frames = np.concatenate([featurize_file(path, config) for path in paths]).astype(np.float64)  # (sum T, F)
     return frames.mean(axis=0), frames.std(axis=0)
 
 
@@ -237,7 +240,7 @@ def test_batch_contents_match_independent_features(tone_corpus, tmp_path, miniba
     for index in range(len(gen)):
         x, y = gen[index]
         for row, text in enumerate(row_texts((x, y))):
-            feature = utils.featurize_file(paths[text], SPECTROGRAM)  # (T_true, 161)
+            feature = featurize_file(paths[text], SPECTROGRAM)  # (T_true, 161)
             length = x["input_length"][row]
             assert length == feature.shape[0]
             assert y["label_length"][row] == len(text)
@@ -287,7 +290,7 @@ def test_given_normalizer_is_used_instead_of_fitting(tone_corpus, tmp_path):
     x, y = valid[0]
     for row, (text, path) in enumerate(zip(["up", "down"], valid_paths)):
         assert row_texts((x, y))[row] == text
-        feature = utils.featurize_file(path, SPECTROGRAM)
+        feature = featurize_file(path, SPECTROGRAM)
         expected = (feature - train.normalizer.mean) / train.normalizer.std
         np.testing.assert_allclose(x["features"][row, : feature.shape[0]], expected, rtol=1e-5, atol=1e-5)
 
@@ -476,20 +479,20 @@ def test_cache_second_build_does_no_feature_work(tone_corpus, tmp_path, monkeypa
     assert len(cached) == 6 and all(path.suffix == ".npy" and ".tmp" not in path.name for path in cached)
     by_length = sorted((np.load(path) for path in cached), key=len)
     for stored, path in zip(by_length, tone_paths(tmp_path)):  # tone files are in increasing length
-        np.testing.assert_array_equal(stored, utils.featurize_file(path, SPECTROGRAM))
+        np.testing.assert_array_equal(stored, featurize_file(path, SPECTROGRAM))
 
     def no_fft(path, config):
         raise AssertionError(f"featurize_file({path}) called although its features are cached")
 
-    monkeypatch.setattr(utils, "featurize_file", no_fft)
+    monkeypatch.setattr(features_module, "featurize_file", no_fft)
     second = build(tone_corpus, tmp_path, shuffle=False, minibatch_size=4)
     assert_batches_equal([second[i] for i in range(len(second))], [first[i] for i in range(len(first))])
 
 
 @pytest.mark.parametrize("config, feature_dim", [
-    (utils.FeatureConfig(kind="mfcc"), 13),
-    (utils.FeatureConfig(window_ms=25.0), 201),
-    (utils.FeatureConfig(max_freq=4000.0), 81),
+    (FeatureConfig(kind="mfcc"), 13),
+    (FeatureConfig(window_ms=25.0), 201),
+    (FeatureConfig(max_freq=4000.0), 81),
 ])
 def test_cache_folder_depends_on_feature_config(tone_corpus, tmp_path, config, feature_dim):
     build(tone_corpus, tmp_path)
@@ -512,14 +515,14 @@ def test_cache_entry_invalidated_when_wav_changes(tone_corpus, tmp_path, monkeyp
     else:
         stat = changed.stat()
         os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
-    real_featurize = utils.featurize_file
+    real_featurize = featurize_file
     calls = []
 
     def counting(path, config):
         calls.append(Path(path).resolve())
         return real_featurize(path, config)
 
-    monkeypatch.setattr(utils, "featurize_file", counting)
+    monkeypatch.setattr(features_module, "featurize_file", counting)
     gen = build(tone_corpus, tmp_path)
     assert calls == [changed.resolve()]  # only the changed file is featurized again
     feature = gen.feats[gen.texts.index("one two")]
@@ -605,7 +608,7 @@ def test_fit_data_advances_epochs_inside_model_fit(tmp_path):
 
 def test_vis_train_features(tone_corpus, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # its cache is data/features under the working folder
-    text, audio, mfcc, spectrogram, path = data_generator.vis_train_features(4, "train_corpus.json", k_samples=3)
+    text, audio, mfcc, spectrogram, path = vis_train_features(4, "train_corpus.json", k_samples=3)
 
     wav = tmp_path / "wav" / "4.wav"
     assert text == "it's on"
@@ -615,9 +618,9 @@ def test_vis_train_features(tone_corpus, tmp_path, monkeypatch):
     # 22400 samples: spectrogram 1 + (22400 - 320) // 160 = 139; MFCC 1 + ceil((22400 - 400) / 160) = 139
     assert mfcc.shape == (139, 13) and spectrogram.shape == (139, 161)
     for kind, feature in (("mfcc", mfcc), ("spectrogram", spectrogram)):
-        config = utils.FeatureConfig(kind=kind)
+        config = FeatureConfig(kind=kind)
         mean, std = numpy_stats(tone_paths(tmp_path)[:3], config)  # statistics of the first k_samples clips
-        np.testing.assert_allclose(feature, (utils.featurize_file(wav, config) - mean) / std, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(feature, (featurize_file(wav, config) - mean) / std, rtol=1e-4, atol=1e-4)
         assert len(list((tmp_path / "data" / "features" / config.cache_name()).glob("*.npy"))) == 4
 
 
@@ -625,4 +628,4 @@ def test_vis_train_features(tone_corpus, tmp_path, monkeypatch):
 def test_vis_train_features_index_out_of_range(tone_corpus, tmp_path, monkeypatch, index):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match=f"index {index} is outside"):
-        data_generator.vis_train_features(index, tone_corpus)
+        vis_train_features(index, tone_corpus)

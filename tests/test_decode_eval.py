@@ -6,14 +6,19 @@ import math
 import numpy as np
 import pytest
 
-import decode_eval
-import decoding
-import sample_models
-import train_utils
-from char_map import ENGLISH
-from data_generator import AudioGenerator
-from lm import NGramLM
-from profiles import get_profile
+from ctclab.decoding.pyctc import PyctcdecodeNGram, pyctcdecode_labels
+from ctclab.decoding.tuning import decode_all, decoder_table, find_decoding_run, lm_fixes, run_probabilities, save_decoder_scores, synthetic_posteriors, tune_lm_weights
+from ctclab.decoding.beam import prefix_beam_search
+from ctclab.decoding.greedy import greedy_decode
+from ctclab.decoding.metrics import cer, wer
+from ctclab.models.course import cnn_rnn_model
+from ctclab.runs import load_trained_model
+from ctclab.training.evaluation import evaluate_model
+from ctclab.training.trainer import train_model
+from ctclab.alphabet import ENGLISH
+from ctclab.data.generator import AudioGenerator
+from ctclab.decoding.lm import NGramLM
+from ctclab.profiles import get_profile
 
 TEXTS = [
     "turn left at the second corner", "seven of hearts", "march twenty third", "ten past nine",
@@ -23,29 +28,29 @@ TEXTS = [
 
 @pytest.mark.parametrize("text", TEXTS[:4] + ["it's a dog's life", "aa  bb"])
 def test_synthetic_posteriors_without_confusions_decode_to_the_text(text):
-    probabilities = decode_eval.synthetic_posteriors(text, seed=3, confusion_rate=0.0)
+    probabilities = synthetic_posteriors(text, seed=3, confusion_rate=0.0)
     assert probabilities.shape[1] == ENGLISH.output_dim and probabilities.dtype == np.float32
     assert probabilities.sum(axis=1) == pytest.approx(np.ones(len(probabilities)), abs=1e-5)
-    assert decoding.greedy_decode(probabilities) == text
-    np.testing.assert_array_equal(probabilities, decode_eval.synthetic_posteriors(text, seed=3, confusion_rate=0.0))
+    assert greedy_decode(probabilities) == text
+    np.testing.assert_array_equal(probabilities, synthetic_posteriors(text, seed=3, confusion_rate=0.0))
 
 
 def confused_set(seed: int = 0):
-    probabilities = [decode_eval.synthetic_posteriors(text, seed=seed + i, confusion_rate=0.3)
+    probabilities = [synthetic_posteriors(text, seed=seed + i, confusion_rate=0.3)
                      for i, text in enumerate(TEXTS)]
     return probabilities, NGramLM.train(TEXTS * 2, order=3)
 
 
 def test_decoder_table_rows_and_lm_gain():
     probabilities, lm = confused_set()
-    table = decode_eval.decoder_table(probabilities, TEXTS, lm, alpha=1.0, beta=1.0, beam_width=32)
+    table = decoder_table(probabilities, TEXTS, lm, alpha=1.0, beta=1.0, beam_width=32)
     assert list(table.index) == ["greedy", "beam", "beam+LM"]
     assert list(table.columns) == ["WER", "CER", "utterances/s"]
     hypotheses = table.attrs["hypotheses"]
-    assert hypotheses["greedy"] == [decoding.greedy_decode(p) for p in probabilities]
+    assert hypotheses["greedy"] == [greedy_decode(p) for p in probabilities]
     for decoder in table.index:  # the table's numbers are the rates of its own transcripts
-        assert table.loc[decoder, "WER"] == pytest.approx(decoding.wer(TEXTS, hypotheses[decoder]))
-        assert table.loc[decoder, "CER"] == pytest.approx(decoding.cer(TEXTS, hypotheses[decoder]))
+        assert table.loc[decoder, "WER"] == pytest.approx(wer(TEXTS, hypotheses[decoder]))
+        assert table.loc[decoder, "CER"] == pytest.approx(cer(TEXTS, hypotheses[decoder]))
     # an LM that knows these sentences repairs the confused letters the acoustic search keeps
     assert table.loc["greedy", "WER"] > 0.2
     assert table.loc["beam+LM", "WER"] < table.loc["beam", "WER"] / 2
@@ -53,45 +58,45 @@ def test_decoder_table_rows_and_lm_gain():
 
 def test_save_decoder_scores_merges_the_table_into_scores_json(tmp_path):
     probabilities, lm = confused_set(seed=5)
-    table = decode_eval.decoder_table(probabilities, TEXTS, lm, alpha=1.0, beta=1.0, beam_width=8)
+    table = decoder_table(probabilities, TEXTS, lm, alpha=1.0, beta=1.0, beam_width=8)
     (tmp_path / "scores.json").write_text(json.dumps({"wer": 9.0, "parameters": 123}))  # as compare_models wrote it
-    decode_eval.save_decoder_scores(tmp_path, table, TEXTS, alpha=1.0, beta=1.0, examples=2)
+    save_decoder_scores(tmp_path, table, TEXTS, alpha=1.0, beta=1.0, examples=2)
     scores = json.loads((tmp_path / "scores.json").read_text())
     fused = table.attrs["hypotheses"]["beam+LM"]
     assert scores["parameters"] == 123 and scores["utterances"] == len(TEXTS)
-    assert scores["wer"] == pytest.approx(decoding.wer(TEXTS, table.attrs["hypotheses"]["greedy"]))
-    assert scores["cer_beam"] == pytest.approx(decoding.cer(TEXTS, table.attrs["hypotheses"]["beam"]))
-    assert (scores["wer_lm"], scores["cer_lm"]) == pytest.approx((decoding.wer(TEXTS, fused), decoding.cer(TEXTS, fused)))
+    assert scores["wer"] == pytest.approx(wer(TEXTS, table.attrs["hypotheses"]["greedy"]))
+    assert scores["cer_beam"] == pytest.approx(cer(TEXTS, table.attrs["hypotheses"]["beam"]))
+    assert (scores["wer_lm"], scores["cer_lm"]) == pytest.approx((wer(TEXTS, fused), cer(TEXTS, fused)))
     assert scores["examples"] == [{"truth": TEXTS[i], "prediction": table.attrs["hypotheses"]["greedy"][i],
                                    "beam+LM": fused[i]} for i in range(2)]
 
 
 def test_tune_lm_weights_grid():
     probabilities, lm = confused_set(seed=20)
-    alpha, beta, grid = decode_eval.tune_lm_weights(probabilities, TEXTS, lm, [0.0, 1.0], [0.0, 2.0], beam_width=8,
+    alpha, beta, grid = tune_lm_weights(probabilities, TEXTS, lm, [0.0, 1.0], [0.0, 2.0], beam_width=8,
                                                     unk_offset=0.0)
     assert len(grid) == 4 and set(zip(grid.alpha, grid.beta)) == {(0.0, 0.0), (0.0, 2.0), (1.0, 0.0), (1.0, 2.0)}
     assert grid.WER.is_monotonic_increasing and (alpha, beta) == (grid.alpha[0], grid.beta[0])
-    without_lm = [decoding.prefix_beam_search(p, beam_width=8) for p in probabilities]
+    without_lm = [prefix_beam_search(p, beam_width=8) for p in probabilities]
     row = grid[(grid.alpha == 0.0) & (grid.beta == 0.0)].iloc[0]  # alpha = beta = 0: the LM has no say
-    assert row.WER == pytest.approx(decoding.wer(TEXTS, without_lm))
+    assert row.WER == pytest.approx(wer(TEXTS, without_lm))
 
 
 def test_lm_fixes_lists_only_improvements():
-    fixes = decode_eval.lm_fixes(["a b c", "d e", "f g"], ["a x c", "d e", "y z"], ["a b c", "d x", "f z"])
+    fixes = lm_fixes(["a b c", "d e", "f g"], ["a x c", "d e", "y z"], ["a b c", "d x", "f z"])
     assert fixes.to_dict("records") == [
         {"truth": "a b c", "before": "a x c", "after": "a b c", "words fixed": 1},
         {"truth": "f g", "before": "y z", "after": "f z", "words fixed": 1},
     ]
     with pytest.raises(ValueError, match="needs a language model"):
-        decode_eval.decode_all([np.eye(ENGLISH.output_dim)], "beam+LM")
+        decode_all([np.eye(ENGLISH.output_dim)], "beam+LM")
     with pytest.raises(ValueError, match="decoder must be one of"):
-        decode_eval.decode_all([np.eye(ENGLISH.output_dim)], "viterbi")
+        decode_all([np.eye(ENGLISH.output_dim)], "viterbi")
 
 
 def test_pyctcdecode_adapter_scores_like_our_search():
     lm = NGramLM.train(TEXTS, order=2)
-    adapter = decode_eval.PyctcdecodeNGram(lm, alpha=0.7, beta=1.5)
+    adapter = PyctcdecodeNGram(lm, alpha=0.7, beta=1.5)
     score, state = adapter.score(adapter.get_start_state(), "seven")
     assert state == ("seven",)
     assert score == pytest.approx(0.7 * math.log(10) * lm.log10_prob("seven", ("<s>",)) + 1.5)
@@ -103,7 +108,7 @@ def test_pyctcdecode_adapter_scores_like_our_search():
     score, _ = adapter.score(state, "sevne")  # out of vocabulary: -10 on top of p(<unk>)
     assert score == pytest.approx(0.7 * math.log(10) * lm.log10_prob("<unk>", ("seven",)) + 1.5 - 10.0)
     assert adapter.score_partial_token("sev") == 0.0 and adapter.score_partial_token("svn") == -10.0
-    assert decode_eval.pyctcdecode_labels() == list("' abcdefghijklmnopqrstuvwxyz") + [""]
+    assert pyctcdecode_labels() == list("' abcdefghijklmnopqrstuvwxyz") + [""]
 
 
 def write_run(folder, val_losses):
@@ -116,27 +121,27 @@ def write_run(folder, val_losses):
 def test_find_decoding_run_prefers_final_then_lowest_validation_loss(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     profile = get_profile("smoke")
-    assert decode_eval.find_decoding_run(profile) == (None, "no trained run under results/smoke")
+    assert find_decoding_run(profile) == (None, "no trained run under results/smoke")
     write_run(tmp_path / "results/smoke/transformers/conformer", [30.0, 9.0])
     write_run(tmp_path / "results/smoke/course/model_1", [50.0, 20.0])
     write_run(tmp_path / "results/smoke/course/model_4", [40.0, 12.0, 15.0])
-    run, reason = decode_eval.find_decoding_run(profile)
+    run, reason = find_decoding_run(profile)
     assert run.as_posix() == "results/smoke/course/model_4"
     assert "course run with the lowest validation loss" in reason
     write_run(tmp_path / "results/smoke/deep/final", [60.0])
-    run, reason = decode_eval.find_decoding_run(profile)
+    run, reason = find_decoding_run(profile)
     assert run.name == "final" and "notebook 02's final speech model" in reason
 
 
 @pytest.mark.slow
 def test_run_probabilities_match_the_model_on_each_utterance(tone_corpus, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # feature cache under tmp
-    model = sample_models.cnn_rnn_model(161, filters=16, kernel_size=5, conv_stride=2, units=16, rnn_type="gru")
-    train_utils.train_model(model, "s.pickle", "s.keras", train_json=tone_corpus, valid_json=tone_corpus,
+    model = cnn_rnn_model(161, filters=16, kernel_size=5, conv_stride=2, units=16, rnn_type="gru")
+    train_model(model, "s.pickle", "s.keras", train_json=tone_corpus, valid_json=tone_corpus,
                             minibatch_size=3, epochs=1, verbose=0, results_dir=tmp_path / "results")
     run_dir = tmp_path / "results" / "s"
-    probabilities, references = decode_eval.run_probabilities(run_dir, tone_corpus, batch_size=4)
-    model, normalizer, features, _ = train_utils.load_trained_model(run_dir)
+    probabilities, references = run_probabilities(run_dir, tone_corpus, batch_size=4)
+    model, normalizer, features, _ = load_trained_model(run_dir)
     generator = AudioGenerator(tone_corpus, features=features, shuffle=False, normalizer=normalizer, verbose=False)
     assert references == generator.texts and len(probabilities) == 6
     for index, probability in enumerate(probabilities):
@@ -144,5 +149,5 @@ def test_run_probabilities_match_the_model_on_each_utterance(tone_corpus, tmp_pa
         expected = np.asarray(model(feature))[0]
         assert probability.shape == (model.output_length(feature.shape[1]), ENGLISH.output_dim)
         np.testing.assert_allclose(probability, expected[: len(probability)], atol=1e-5)
-    greedy = [decoding.greedy_decode(p) for p in probabilities]
-    assert greedy == train_utils.evaluate_model(run_dir, tone_corpus)["hypotheses"]
+    greedy = [greedy_decode(p) for p in probabilities]
+    assert greedy == evaluate_model(run_dir, tone_corpus)["hypotheses"]

@@ -4,8 +4,9 @@ import jiwer
 import numpy as np
 import pytest
 
-from char_map import ENGLISH
-from decoding import cer, collapse_path, edit_distance, greedy_decode, wer
+from ctclab.alphabet import ENGLISH
+from ctclab.decoding.greedy import collapse_path, greedy_decode
+from ctclab.decoding.metrics import cer, edit_distance, wer
 
 B = ENGLISH.blank_index
 
@@ -72,10 +73,11 @@ import keras  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-import decode_eval  # noqa: E402
-from char_map import Alphabet  # noqa: E402
-from decoding import LN10, prefix_beam_search, prefix_beam_search_nbest  # noqa: E402
-from lm import NGramLM  # noqa: E402
+from ctclab.decoding.pyctc import pyctcdecode_decoder
+from ctclab.decoding.tuning import synthetic_posteriors
+from ctclab.alphabet import Alphabet
+from ctclab.decoding.beam import LN10, prefix_beam_search, prefix_beam_search_nbest
+from ctclab.decoding.lm import NGramLM
 
 TOY = Alphabet("toy", " ab")  # space, a, b, blank: C = 4
 TOY_LM = NGramLM.train(["a b", "ab a", "b b a", "a", "ba ab", "b"], order=2)
@@ -152,7 +154,7 @@ def test_keras_beam_search_agrees_on_exact_and_realistic_inputs():
     small = Alphabet("small", "abc")  # C = 4
     cases = [(small, random_probabilities(rng, 5, 4), 500) for _ in range(10)]  # 500 > all 364 prefixes: exact
     texts = ["turn left at the second corner", "seven of hearts", "march twenty third"]
-    cases += [(ENGLISH, decode_eval.synthetic_posteriors(text, seed=i, confusion_rate=0.3), 32)
+    cases += [(ENGLISH, synthetic_posteriors(text, seed=i, confusion_rate=0.3), 32)
               for i, text in enumerate(texts)]
     for alphabet, probabilities, beam_width in cases:
         dense, scores = keras.ops.ctc_decode(
@@ -170,14 +172,14 @@ def test_keras_beam_search_agrees_on_exact_and_realistic_inputs():
 def test_pyctcdecode_agrees_without_lm():
     rng = np.random.default_rng(11)
     exact = [(TOY, random_probabilities(rng, 7, 4)) for _ in range(15)]
-    decoder = decode_eval.pyctcdecode_decoder(TOY)
+    decoder = pyctcdecode_decoder(TOY)
     for alphabet, probabilities in exact:  # a beam that keeps everything: both are exact
         beams = decoder.decode_beams(np.log(probabilities), beam_width=10_000, token_min_logp=-1e9,
                                      beam_prune_logp=-1e9, prune_history=False)
         assert prefix_beam_search(probabilities, alphabet, **EXACT) == beams[0][0]
-    english = decode_eval.pyctcdecode_decoder(ENGLISH)
+    english = pyctcdecode_decoder(ENGLISH)
     for seed, text in enumerate(["turn left at the second corner", "queen of spades", "ten past nine at night"]):
-        probabilities = decode_eval.synthetic_posteriors(text, seed=seed, confusion_rate=0.3)
+        probabilities = synthetic_posteriors(text, seed=seed, confusion_rate=0.3)
         expected = english.decode(probabilities, beam_width=32, token_min_logp=-10.0, beam_prune_logp=-1e9)
         assert prefix_beam_search(probabilities, beam_width=32, prune_log_prob=-10.0) == expected
 
@@ -185,7 +187,7 @@ def test_pyctcdecode_agrees_without_lm():
 @pytest.mark.parametrize("alpha, beta, unk_offset", [(0.5, 1.0, -10.0), (1.5, 0.0, -1.0), (1.0, 3.0, 0.0)])
 def test_pyctcdecode_with_the_same_lm_agrees(alpha, beta, unk_offset):
     rng = np.random.default_rng(int(10 * alpha + beta))
-    decoder = decode_eval.pyctcdecode_decoder(TOY, TOY_LM, alpha, beta, unk_offset)
+    decoder = pyctcdecode_decoder(TOY, TOY_LM, alpha, beta, unk_offset)
     for _ in range(15):  # exact regime: both find the brute-force optimum of Q
         probabilities = random_probabilities(rng, 6, 4)
         beams = decoder.decode_beams(np.log(probabilities), beam_width=10_000, token_min_logp=-1e9,
@@ -233,9 +235,9 @@ def test_lm_search_matches_pyctcdecode_on_model_like_posteriors():
     sentences = [f"{n} of {s}" for n in numbers for s in suits] + [f"turn {d} at the {o} corner"
                  for d in ("left", "right") for o in ("first", "second", "third")]
     lm = NGramLM.train(sentences, order=3)
-    decoder = decode_eval.pyctcdecode_decoder(lm=lm, alpha=0.8, beta=1.0)
+    decoder = pyctcdecode_decoder(lm=lm, alpha=0.8, beta=1.0)
     for seed, text in enumerate(sentences[::2]):
-        probabilities = decode_eval.synthetic_posteriors(text, seed=seed, confusion_rate=0.3)
+        probabilities = synthetic_posteriors(text, seed=seed, confusion_rate=0.3)
         ours = prefix_beam_search(probabilities, lm=lm, alpha=0.8, beta=1.0, beam_width=32, beam_prune_log_prob=10.0)
         theirs = decoder.decode(probabilities, beam_width=32, token_min_logp=-10.0, beam_prune_logp=-10.0)
         assert ours == theirs

@@ -10,15 +10,10 @@ import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import sample_models as sm
-from char_map import ENGLISH
+from ctclab.models.registry import BUILDERS, build, cnn_output_length
+from ctclab.alphabet import ENGLISH
 from conftest import run_check_script
-from model_layers import (
-    PaddingMask,
-    RelativePositionAttention,
-    TimeReduction,
-    reduced_length,
-)
+from ctclab.models.layers import PaddingMask, RelativePositionAttention, TimeReduction, reduced_length
 
 
 # Seed 003's printout, layer by layer, with PyTorch's formulas: Conv2d c_in*c_out*9 + c_out;
@@ -46,14 +41,14 @@ def parameters_by_prefix(model, prefixes):
 
 
 def test_residual_cnn_bigru_matches_seed_003_layer_by_layer():
-    model = sm.build("residual_cnn_bigru_model", input_dim=128, residual_blocks=2, units=512, recur_layers=3)
+    model = build("residual_cnn_bigru_model", input_dim=128, residual_blocks=2, units=512, recur_layers=3)
     assert model.count_params() == 14_233_053 == sum(count for _, count in SEED_003_LAYERS)
     assert parameters_by_prefix(model, [name for name, _ in SEED_003_LAYERS]) == dict(SEED_003_LAYERS)
 
 
 def test_residual_cnn_bigru_tutorial_default_size():
     """The AssemblyAI tutorial's 3 residual blocks and 5 BiGRUs: 23,705,373 (same formula)."""
-    model = sm.build("residual_cnn_bigru_model", input_dim=128, residual_blocks=3, recur_layers=5)
+    model = build("residual_cnn_bigru_model", input_dim=128, residual_blocks=3, recur_layers=5)
     assert model.count_params() == 14_233_053 + 18_752 + 2 * SEED_003_LAYERS[-2][1] == 23_705_373
 
 
@@ -101,7 +96,7 @@ def traced(model):
 
 @pytest.mark.parametrize("builder, arguments", CASES, ids=CASE_IDS)
 def test_output_length_matches_real_output_eager_and_in_graph(builder, arguments):
-    model = sm.build(builder, input_dim=13, **arguments)
+    model = build(builder, input_dim=13, **arguments)
     assert model(np.zeros((2, 11, 13), np.float32)).shape == (2, model.output_length(11), ENGLISH.output_dim)
     graph = traced(model)
     for batch, length in [(3, n) for n in LENGTHS] + [(5, 77)]:
@@ -112,7 +107,7 @@ def test_output_length_matches_real_output_eager_and_in_graph(builder, arguments
 @pytest.mark.parametrize("builder, arguments", CASES, ids=CASE_IDS)
 def test_padding_never_changes_real_frames(builder, arguments):
     """An utterance alone, with extra zero padding, and batched with a longer one: same real outputs."""
-    model = sm.build(builder, input_dim=13, **arguments)
+    model = build(builder, input_dim=13, **arguments)
     run = traced(model)
     rng = np.random.default_rng(1)
     short, long = rng.normal(size=(37, 13)).astype(np.float32), rng.normal(size=(61, 13)).astype(np.float32)
@@ -147,7 +142,7 @@ def test_padding_never_changes_real_frames(builder, arguments):
     ],
 )
 def test_output_length_table(builder, arguments, lengths):
-    assert [sm.BUILDERS[builder](**arguments).output_length(n) for n in (10, 11, 100, 101)] == lengths
+    assert [BUILDERS[builder](**arguments).output_length(n) for n in (10, 11, 100, 101)] == lengths
 
 
 @settings(max_examples=200, deadline=None)
@@ -160,7 +155,7 @@ def test_output_length_table(builder, arguments, lengths):
 )
 def test_reduced_length_agrees_with_course_formula(length, kernel, stride, dilation, border_mode):
     padding = 0 if border_mode == "valid" else dilation * (kernel - 1)
-    expected = sm.cnn_output_length(length, kernel, border_mode, stride, dilation)
+    expected = cnn_output_length(length, kernel, border_mode, stride, dilation)
     if expected >= 1:
         assert reduced_length(length, [TimeReduction(kernel, stride, padding, dilation)]) == expected
 
@@ -215,7 +210,7 @@ def test_relative_attention_against_a_loop_over_query_key_pairs():
 
 
 def test_deep_speech2_clipped_relu_and_summed_directions():
-    model = sm.build(
+    model = build(
         "deep_speech2_model",
         input_dim=13,
         conv_type="1d",
@@ -235,9 +230,9 @@ def test_deep_speech2_clipped_relu_and_summed_directions():
 
 @pytest.mark.parametrize("builder, arguments", CASES[:1] + CASES[-3:], ids=CASE_IDS[:1] + CASE_IDS[-3:])
 def test_builder_config_round_trips_through_json_and_keras_files(builder, arguments, tmp_path):
-    model = sm.build(builder, input_dim=13, **arguments)
+    model = build(builder, input_dim=13, **arguments)
     config = json.loads(json.dumps(model.builder_config))  # tuples become lists in builder.json
-    rebuilt = sm.build(config["builder"], **config["arguments"])
+    rebuilt = build(config["builder"], **config["arguments"])
     assert rebuilt.count_params() == model.count_params() and rebuilt.output_length(100) == model.output_length(100)
     features = np.random.default_rng(0).normal(size=(2, 40, 13)).astype(np.float32)
     model.save(tmp_path / "model.keras")
@@ -247,7 +242,7 @@ def test_builder_config_round_trips_through_json_and_keras_files(builder, argume
 
 @pytest.mark.parametrize("input_dim", [1, 16, 112, 161])
 def test_tds_mhsa_accepts_any_input_dim(input_dim):
-    model = sm.build(
+    model = build(
         "tds_mhsa_model", input_dim=input_dim, num_features=24, block_channels=(4,), attention_dim=8, num_heads=2
     )
     assert model(np.ones((1, 9, input_dim), np.float32)).shape == (1, 9, 29)
@@ -270,7 +265,7 @@ def test_tds_mhsa_accepts_any_input_dim(input_dim):
 )
 def test_bad_arguments(builder, arguments, message):
     with pytest.raises(ValueError, match=message):
-        sm.build(builder, **arguments)
+        build(builder, **arguments)
 
 
 @pytest.mark.slow

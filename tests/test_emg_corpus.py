@@ -13,11 +13,11 @@ import pytest
 import soundfile
 from scipy.ndimage import gaussian_filter1d
 
-import corpus
-import emg_corpus
-import emg_loaders
-import emg_synthesis as synthesis
-from emg_corpus import EMGCorpusConfig
+from ctclab.data import corpus
+from ctclab.emg import corpus as emg_corpus
+from ctclab.emg import loaders as emg_loaders
+from ctclab.emg import synthesis
+from ctclab.emg.corpus import EMGCorpusConfig
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import soundfile
 
-import emg
-import emg_loaders
-from data_generator import AudioGenerator
-from emg_loaders import EMGDataError
-from emg_signal import EMGFeatureConfig
+from ctclab.emg import training as emg
+from ctclab.emg import loaders as emg_loaders
+from ctclab.data.generator import AudioGenerator
+from ctclab.emg.loaders import EMGDataError
+from ctclab.emg.signal import EMGFeatureConfig
 
 BOOK = "books/War_of_the_Worlds.txt"
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy import signal
 
-import emg_signal
-from emg_signal import EMGFeatureConfig
+from ctclab.emg import signal as emg_signal
+from ctclab.emg.signal import EMGFeatureConfig
 
 RATE = 1000.0
 

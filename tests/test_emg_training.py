@@ -10,17 +10,19 @@ import numpy as np
 import pytest
 from test_emg_loaders import write_gaddy_fixture, write_qwerty_fixture  # fixtures shared with the loader tests
 
-import decoding
-import emg
-import emg_loaders
-import lm
-import sample_models
-import train_utils
-from emg_signal import EMGFeatureConfig
+from ctclab.decoding.beam import prefix_beam_search
+from ctclab.emg import training as emg
+from ctclab.emg import loaders as emg_loaders
+from ctclab.decoding import lm
+from ctclab.models.registry import build
+from ctclab.runs import load_trained_model
+from ctclab.training.evaluation import evaluate_model
+from ctclab.training.trainer import train_model
+from ctclab.emg.signal import EMGFeatureConfig
 
 
 def tiny_emg_model(input_dim: int):
-    return sample_models.build("cnn_birnn_model", input_dim=input_dim, filters=32, kernel_size=5, conv_stride=2,
+    return build("cnn_birnn_model", input_dim=input_dim, filters=32, kernel_size=5, conv_stride=2,
                                units=32, recur_layers=1, dropout_rate=0.0)
 
 
@@ -34,7 +36,7 @@ def test_emg_run_trains_reloads_and_evaluates(tmp_path):
     repeated_json = emg.write_descriptors(records * 8, tmp_path / "repeated.json")  # 8 steps per epoch
     loader = emg.EMGFeatureLoader()
     model = tiny_emg_model(112)
-    history = train_utils.train_model(
+    history = train_model(
         model, "h.pickle", "emg_tiny.keras", repeated_json, train_json, epochs=6, minibatch_size=3,
         features=EMGFeatureConfig(), feature_loader=loader, results_dir=tmp_path / "runs", verbose=0,
         optimizer=keras.optimizers.Adam(3e-3))
@@ -44,8 +46,8 @@ def test_emg_run_trains_reloads_and_evaluates(tmp_path):
     assert config == EMGFeatureConfig() and alphabet.name == "english"
     assert normalizer.mean.shape == (112,)
     features = normalizer(loader(json.loads(train_json.read_text().splitlines()[0])["key"]))[None]
-    np.testing.assert_allclose(reloaded(features), train_utils.load_trained_model(run, EMGFeatureConfig)[0](features), rtol=1e-6)
-    result = train_utils.evaluate_model(run, train_json, feature_loader=loader, feature_class=EMGFeatureConfig)
+    np.testing.assert_allclose(reloaded(features), load_trained_model(run, EMGFeatureConfig)[0](features), rtol=1e-6)
+    result = evaluate_model(run, train_json, feature_loader=loader, feature_class=EMGFeatureConfig)
     assert result["utterances"] == 3 and result["cer"] < 0.5  # random EMG, but memorized
     row = emg.score_run("EMG", "voiced", "open", run, train_json, feature_loader=loader, feature_class=EMGFeatureConfig)
     assert row["scores"]["greedy"][1] == pytest.approx(result["cer"])  # the same decoding, another path
@@ -55,7 +57,7 @@ def test_emg_run_trains_reloads_and_evaluates(tmp_path):
 def test_typing_windows_train_and_evaluate(tmp_path):
     sessions = emg_loaders.load_emg2qwerty(write_qwerty_fixture(tmp_path / "qwerty"))
     windows = emg.qwerty_window_descriptors(sessions, tmp_path / "windows.json", window_ms=300)
-    model = sample_models.build("tds_mhsa_model", input_dim=EMGFeatureConfig.emg2qwerty().feature_dim,
+    model = build("tds_mhsa_model", input_dim=EMGFeatureConfig.emg2qwerty().feature_dim,
                                 num_features=48, block_channels=(8,), attention_dim=16, num_heads=2)
     history = emg.train_windowed(model, windows["path"], windows["path"], "typing", tmp_path / "runs", epochs=1,
                                  minibatch_size=4, verbose=0)
@@ -67,7 +69,7 @@ def test_typing_windows_train_and_evaluate(tmp_path):
 
 def one_hot_posteriors(text: str, blank_every: int = 2) -> np.ndarray:
     """Confident (T, 29) posteriors spelling ``text``: each character then a blank."""
-    from char_map import ENGLISH
+    from ctclab.alphabet import ENGLISH
 
     rows = []
     for index in ENGLISH.text_to_int_sequence(text):
@@ -81,7 +83,7 @@ def test_decode_scores_and_the_seed_000_table():
     model = lm.NGramLM.train(references * 3 + ["seven of spades"], order=2)
     scores = emg.decode_scores(posteriors, references, model)
     assert scores["greedy"] == (pytest.approx(1 / 7), pytest.approx(1 / 35))  # one word, one character wrong
-    assert scores["hypotheses"]["lm"] == [decoding.prefix_beam_search(p, lm=model, beam_width=16) for p in posteriors]
+    assert scores["hypotheses"]["lm"] == [prefix_beam_search(p, lm=model, beam_width=16) for p in posteriors]
     table = emg.results_table([
         {"model": "audio", "condition": "voiced", "vocabulary": "closed", "scores": scores},
         {"model": "EMG", "condition": "silent", "vocabulary": "open", "scores": emg.decode_scores(posteriors, references)},

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile
 
-import ingest
-from char_map import ENGLISH
+from ctclab.data import ingest
+from ctclab.alphabet import ENGLISH
 
 LJSPEECH_RATE = 22050  # Hz, as the real LJSpeech wavs
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lm import ARPAFormatError, NGramLM, modified_kneser_ney_discounts
+from ctclab.decoding.lm import ARPAFormatError, NGramLM, modified_kneser_ney_discounts
 
 TOY = ["a b a", "b a"]  # <s> a b a </s>, <s> b a </s>
 WORDS = ["go", "left", "right", "stop", "two", "ten"]

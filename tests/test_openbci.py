@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from brainflow.board_shim import BoardIds, BoardShim, BrainFlowInputParams
 
-import live_decoding
-import openbci
-from openbci import BoardConfig, BoardLayout, BoardSession
+from ctclab.live import decoding as live_decoding
+from ctclab.live import openbci
+from ctclab.live.openbci import BoardConfig, BoardLayout, BoardSession
 
 
 def read_samples(session: BoardSession, count: int, timeout_s: float = 20.0) -> np.ndarray:

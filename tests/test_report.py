@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-import report
-import report_page
+from ctclab.report import runner as report
+from ctclab.report import page as report_page
 
 pytestmark = pytest.mark.slow
 
@@ -136,8 +136,8 @@ def test_results_frame_reads_every_family(tmp_path):
 
 def test_emg_scores_give_one_report_row_per_test_file(tmp_path):
     """emg.save_scores -> scores.json with conditions -> a results row per (condition, vocabulary)."""
-    import emg
-    import sample_models
+    from ctclab.emg import training as emg
+    from ctclab.models.course import bidirectional_rnn_model
 
     run_dir = tmp_path / "emg" / "emg_model"
     run_dir.mkdir(parents=True)
@@ -154,6 +154,6 @@ def test_emg_scores_give_one_report_row_per_test_file(tmp_path):
     assert list(frame.model) == ["emg_model (voiced, closed)", "emg_model (silent, closed)"]
     assert list(frame["test split"]) == ["test_voiced_closed.json", "test_silent_closed.json"]
     assert list(frame["CER greedy"]) == [0.1, 0.3] and list(frame["CER beam+LM"]) == [0.05, 0.15]
-    assert set(frame.parameters) == {sample_models.bidirectional_rnn_model(**arguments).count_params()}
+    assert set(frame.parameters) == {bidirectional_rnn_model(**arguments).count_params()}
     examples = report_page.examples_html(tmp_path)
     assert "<th>beam + LM</th>" in examples and "<td>a c</td><td>a b</td>" in examples

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import sample_models as sm
-from char_map import ENGLISH
+from ctclab.models.course import cnn_rnn_model, deep_rnn_model, rnn_model
+from ctclab.models.registry import build, cnn_output_length, logits_model
+from ctclab.alphabet import ENGLISH
 
 # The course notebook's published summaries, built with the course's configurations.
 COURSE_MODELS = [
@@ -21,12 +22,12 @@ COURSE_MODELS = [
 @pytest.mark.parametrize("builder, arguments, expected", COURSE_MODELS)
 def test_course_parameter_counts(builder, arguments, expected):
     """reset_after=False (the Keras 2 / TF1 GRU) reproduces the course's numbers exactly."""
-    assert sm.build(builder, reset_after=False, **arguments).count_params() == expected
+    assert build(builder, reset_after=False, **arguments).count_params() == expected
 
 
 @pytest.mark.parametrize("builder, arguments, expected", COURSE_MODELS)
 def test_modern_gru_adds_one_recurrent_bias_per_gate(builder, arguments, expected):
-    model = sm.build(builder, **arguments)
+    model = build(builder, **arguments)
     gru_units = sum(layer.units for layer in model._flatten_layers() if isinstance(layer, keras.layers.GRU))
     assert model.count_params() == expected + 3 * gru_units
 
@@ -46,12 +47,12 @@ def test_modern_gru_adds_one_recurrent_bias_per_gate(builder, arguments, expecte
     ],
 )
 def test_cnn_output_length_table(length, filter_size, border_mode, stride, dilation, expected):
-    assert sm.cnn_output_length(length, filter_size, border_mode, stride, dilation) == expected
+    assert cnn_output_length(length, filter_size, border_mode, stride, dilation) == expected
 
 
 def test_cnn_output_length_rejects_unknown_padding():
     with pytest.raises(ValueError, match="'full'"):
-        sm.cnn_output_length(10, 3, "full", 1)
+        cnn_output_length(10, 3, "full", 1)
 
 
 SHAPE_CASES = [
@@ -68,7 +69,7 @@ LENGTHS = [11, 12, 13, 17, 32, 63, 100, 161]
 
 @pytest.mark.parametrize("builder, arguments", SHAPE_CASES)
 def test_output_length_matches_real_output(builder, arguments):
-    model = sm.build(builder, **arguments)
+    model = build(builder, **arguments)
     for length in LENGTHS:
         output = model(np.zeros((2, length, arguments["input_dim"]), np.float32))
         assert output.shape == (2, model.output_length(length), ENGLISH.output_dim), (builder, length)
@@ -78,7 +79,7 @@ def test_output_length_matches_real_output(builder, arguments):
 @pytest.mark.parametrize("builder, arguments", SHAPE_CASES)
 def test_graph_mode_unknown_shapes(builder, arguments):
     """Training traces models with unknown batch and time sizes; shapes must still be right."""
-    model = sm.build(builder, **arguments)
+    model = build(builder, **arguments)
     spec = tf.TensorSpec((None, None, arguments["input_dim"]), tf.float32)
     traced = tf.function(lambda features: model(features), input_signature=[spec])
     for batch, length in [(3, 40), (5, 77)]:
@@ -87,32 +88,32 @@ def test_graph_mode_unknown_shapes(builder, arguments):
 
 
 def test_softmax_outputs_and_logits_model():
-    model = sm.rnn_model(13, units=8)
+    model = rnn_model(13, units=8)
     features = np.random.default_rng(0).normal(size=(2, 20, 13)).astype(np.float32)
     probabilities = np.asarray(model(features))
     np.testing.assert_allclose(probabilities.sum(-1), 1.0, rtol=1e-5)
-    logits = np.asarray(sm.logits_model(model)(features))
+    logits = np.asarray(logits_model(model)(features))
     np.testing.assert_allclose(np.exp(logits) / np.exp(logits).sum(-1, keepdims=True), probabilities, rtol=1e-4, atol=1e-6)
 
 
 def test_builder_config_rebuilds_the_same_architecture():
-    model = sm.cnn_rnn_model(13, filters=8, units=8, conv_stride=3)
+    model = cnn_rnn_model(13, filters=8, units=8, conv_stride=3)
     assert model.builder_config == {
         "builder": "cnn_rnn_model",
         "arguments": dict(input_dim=13, filters=8, kernel_size=11, conv_stride=3, conv_border_mode="valid",
                           units=8, output_dim=29, rnn_type="simple_rnn", reset_after=True),
     }
-    rebuilt = sm.build(model.builder_config["builder"], **model.builder_config["arguments"])
+    rebuilt = build(model.builder_config["builder"], **model.builder_config["arguments"])
     assert rebuilt.count_params() == model.count_params() and rebuilt.output_length(100) == 30
 
 
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda: sm.build("final_model"), "unknown model builder 'final_model'"),
-        (lambda: sm.deep_rnn_model(13, recur_layers=0), "recur_layers must be at least 1, got 0"),
-        (lambda: sm.cnn_rnn_model(13, rnn_type="transformer"), "rnn_type must be one of"),
-        (lambda: sm.rnn_model(0), "input_dim must be positive, got 0"),
+        (lambda: build("final_model"), "unknown model builder 'final_model'"),
+        (lambda: deep_rnn_model(13, recur_layers=0), "recur_layers must be at least 1, got 0"),
+        (lambda: cnn_rnn_model(13, rnn_type="transformer"), "rnn_type must be one of"),
+        (lambda: rnn_model(0), "input_dim must be positive, got 0"),
     ],
 )
 def test_bad_arguments(call, message):

@@ -12,21 +12,16 @@ from hypothesis import strategies as st
 from keras import layers
 from scipy import signal
 
-import decoding
-import emg_signal
-import live_decoding
-import openbci
-import sample_models
-from char_map import ENGLISH
-from data_generator import Normalizer
-from streaming import (
-    CausalFilter,
-    IncrementalGreedyDecoder,
-    SampleRing,
-    StreamConfig,
-    StreamResampler,
-    WindowedDecoder,
-)
+from ctclab.decoding.greedy import greedy_decode
+from ctclab.decoding.metrics import cer
+from ctclab.emg import signal as emg_signal
+from ctclab.live import decoding as live_decoding
+from ctclab.live import openbci
+from ctclab.models.course import bidirectional_rnn_model
+from ctclab.models.registry import cnn_output_length, finish_model
+from ctclab.alphabet import ENGLISH
+from ctclab.data.features import Normalizer
+from ctclab.live.streaming import CausalFilter, IncrementalGreedyDecoder, SampleRing, StreamConfig, StreamResampler, WindowedDecoder
 
 # H3's log-spectrogram features at 1000 Hz, 32-sample frames every 10 samples, no filtering:
 # a frame grid that starts at sample 0, so windows and the whole signal share it.
@@ -42,8 +37,8 @@ def conv_model(input_dim: int, stride: int) -> keras.Model:
     x = layers.Conv1D(16, 3, strides=stride, padding="valid", activation="relu", name="conv_valid")(x)  # (B, T', 16)
     logits = layers.Dense(ENGLISH.output_dim, name="time_dense")(x)
     outputs = layers.Activation("softmax", name="softmax", dtype="float32")(logits)
-    return sample_models._finish(inputs, outputs, "conv_model",
-                                 lambda length: sample_models.cnn_output_length(length, 3, "valid", stride))
+    return finish_model(inputs, outputs, "conv_model",
+                                 lambda length: cnn_output_length(length, 3, "valid", stride))
 
 
 def emg_like(num_samples: int, rate: int, seed: int) -> np.ndarray:
@@ -143,7 +138,7 @@ def test_incremental_greedy_equals_greedy_over_the_concatenation(path, cuts):
     decoder = IncrementalGreedyDecoder()
     for piece in np.split(probabilities, sorted(set(cuts))):
         decoder.feed(piece)
-    assert decoder.text == decoding.greedy_decode(probabilities)
+    assert decoder.text == greedy_decode(probabilities)
     assert len(decoder.character_frames) == len(decoder.text) and decoder.frames == len(path)
 
 
@@ -190,7 +185,7 @@ def test_streamed_windows_equal_one_pass_over_the_whole_signal(input_rate, strid
     assert abs(len(streamed) - len(offline)) <= margin
     positions = np.concatenate(decoder.positions)
     np.testing.assert_array_equal(positions, 10 * stride * np.arange(len(streamed)))  # no frame twice or skipped
-    assert decoder.transcript == decoding.greedy_decode(streamed)  # the merge is greedy on the concatenation
+    assert decoder.transcript == greedy_decode(streamed)  # the merge is greedy on the concatenation
     assert decoder.samples_in == decoder.samples_filtered == len(x)
     assert decoder.samples_decoded == decoder.signal.total  # every resampled sample is in a centre
 
@@ -218,7 +213,7 @@ def test_pushing_the_wrong_channel_count_is_refused():
 
 def test_emg_decoder_filters_the_stream_once_with_the_runs_settings():
     config = emg_signal.EMGFeatureConfig()  # Gaddy: 112 features, 11.61 ms frames
-    model = sample_models.bidirectional_rnn_model(config.feature_dim, units=8)
+    model = bidirectional_rnn_model(config.feature_dim, units=8)
     normalizer = Normalizer(np.zeros(config.feature_dim, np.float32), np.ones(config.feature_dim, np.float32))
     decoder = live_decoding.emg_decoder(model, normalizer, config, ENGLISH, input_rate=250)
     assert decoder.filter.sos.shape[0] == 7 + 2  # notches at 60-420 Hz + order-3 high-pass, at 1000 Hz
@@ -271,7 +266,7 @@ def test_live_playback_decodes_every_sample_like_the_offline_pass(tmp_path):
     pieces = decoder.split_transcript(script.starts)
     assert "".join(pieces).replace(" ", "") == report.transcript.replace(" ", "")
     table, corpus_cer = live_decoding.score_playback(decoder, script)
-    assert list(table["reference"]) == ["one", "two", "three"] and corpus_cer == decoding.cer(script.texts, pieces)
+    assert list(table["reference"]) == ["one", "two", "three"] and corpus_cer == cer(script.texts, pieces)
     summary = report.summary()
     assert summary["windows"] == len(report.windows) and summary["samples in"] == script.num_samples
 

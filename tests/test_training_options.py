@@ -7,12 +7,14 @@ import keras
 import numpy as np
 import pytest
 
-import deep_models
-import model_layers
-import train_utils
-import training_options
+from ctclab.models import deep as deep_models
+from ctclab.models import layers as model_layers
+from ctclab.training.evaluation import evaluate_model
+from ctclab.training.loss import CTCTrainer
+from ctclab.training.trainer import train_model
+from ctclab.training import options as training_options
 from conftest import run_check_script
-from training_options import OptimizerConfig, WarmupDecay
+from ctclab.training.options import OptimizerConfig, WarmupDecay
 
 PEAK, FINAL = 1e-3, 1e-5
 
@@ -106,7 +108,7 @@ def test_l2_penalty_is_weight_times_sum_of_squared_kernels():
     expected = 1e-3 * sum(float(np.sum(k.astype(np.float64) ** 2)) for k in kernels)
     assert float(training_options.l2_penalty(model, 1e-3)) == pytest.approx(expected, rel=1e-5)
     x, y = batch()
-    plain, penalized = train_utils.CTCTrainer(model), train_utils.CTCTrainer(model, l2=1e-3)
+    plain, penalized = CTCTrainer(model), CTCTrainer(model, l2=1e-3)
     losses = [float(t.compute_loss(x, y, t(x), training=False)) for t in (plain, penalized)]
     assert losses[1] - losses[0] == pytest.approx(expected, rel=1e-4)
 
@@ -180,7 +182,7 @@ def test_mixed_precision_computes_in_bfloat16_keeps_softmax_float32_and_trains()
         assert mixed.get_layer("time_dense").compute_dtype == "bfloat16"
         assert mixed.get_layer("time_dense").kernel.dtype == "float32"  # weights stay float32
         assert mixed.get_layer("softmax").compute_dtype == "float32"
-        trainer = train_utils.CTCTrainer(mixed)
+        trainer = CTCTrainer(mixed)
         trainer.compile(optimizer=keras.optimizers.Adam(1e-2))
         x, y = batch()
         assert mixed(x["features"]).dtype == "float32"
@@ -197,7 +199,7 @@ def test_train_model_with_every_option(tone_corpus, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     model = small_model(161)
     before = model.get_weights()
-    history = train_utils.train_model(
+    history = train_model(
         model,
         "m.pickle",
         "options.keras",
@@ -219,12 +221,12 @@ def test_train_model_with_every_option(tone_corpus, tmp_path, monkeypatch):
     assert options["schedule"]["warmup_epochs"] == 1 and options["l2"] == 1e-4
     assert all(np.isfinite(history["loss"])) and len(history["loss"]) == 2
     assert any(not np.allclose(a, b) for a, b in zip(before, model.get_weights()))  # trained weights copied back
-    assert train_utils.evaluate_model(tmp_path / "results" / "options", tone_corpus)["utterances"] == 6
+    assert evaluate_model(tmp_path / "results" / "options", tone_corpus)["utterances"] == 6
 
 
 def test_train_model_rejects_optimizer_and_schedule(tone_corpus, tmp_path):
     with pytest.raises(ValueError, match="either optimizer or schedule"):
-        train_utils.train_model(
+        train_model(
             small_model(161),
             "a.pickle",
             "a.keras",

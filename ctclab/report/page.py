@@ -1,23 +1,17 @@
 """What the report shows: every trained run's numbers and curves, gathered from results/, as HTML.
 
-The notebooks leave their results on disk, one folder per trained model:
-
-    results/<profile>/<family>/<run>/history.json   loss, val_loss, epoch_seconds per epoch
-                                     builder.json   builder name and arguments
-                                     scores.json    held-out scores (train_utils.compare_models;
-                                                    decode_eval adds beam / beam+LM columns;
-                                                    emg.save_scores one entry per test file
-                                                    under "conditions")
-    results/<profile>/streaming.json                the live-decoding latency of notebook 05
-
-Families are "course" (notebook 01), "deep" (02), "transformers" (03) and "emg" (04). This module
-only reads those files; report.py runs the notebooks and calls :func:`write_index`.
+The notebooks leave their results on disk, one run folder per trained model under
+``results/<profile>/<family>/`` (files described in :mod:`ctclab.runs`, which alone reads them),
+plus notebook 05's live-decoding figures. Families are "course" (notebook 01), "deep" (02),
+"transformers" (03) and "emg" (04). :mod:`ctclab.report.runner` runs the notebooks and calls
+:func:`write_index`.
 """
 
 from __future__ import annotations
 
+from ctclab.runs import Run, find_runs, load_streaming_summary
+
 import html
-import json
 import os
 import platform
 from dataclasses import dataclass
@@ -50,13 +44,9 @@ class NotebookRun:
     cached: bool = False
 
 
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def run_folders(results_dir: Path) -> list[Path]:
-    """Every run folder (one with a history.json) under results/<profile>/<family>/."""
-    return sorted(path.parent for path in Path(results_dir).glob("*/*/history.json"))
+def profile_runs(results_dir: Path) -> list[Run]:
+    """Every run (a folder with a history.json) under results/<profile>/<family>/."""
+    return find_runs(results_dir, depth=2)
 
 
 def results_frame(results_dir: Path):
@@ -68,14 +58,13 @@ def results_frame(results_dir: Path):
     import pandas as pd
 
     rows = []
-    for run_dir in run_folders(results_dir):
-        history = _read_json(run_dir / "history.json")
-        scores = _read_json(run_dir / "scores.json")
+    for run in profile_runs(results_dir):
+        history, scores = run.history(), run.scores()
         seconds = history.get("epoch_seconds") or [float("nan")]
         row = {
-            "family": run_dir.parent.name,
-            "model": run_dir.name,
-            "builder": _read_json(run_dir / "builder.json").get("builder", ""),
+            "family": run.family,
+            "model": run.name,
+            "builder": run.builder().get("builder", ""),
             "parameters": scores.get("parameters"),
             "epochs": len(history.get("loss", [])),
             "s/epoch": sum(seconds) / len(seconds),
@@ -85,7 +74,7 @@ def results_frame(results_dir: Path):
         for condition in scores.get("conditions") or [scores]:  # sEMG runs: one row per test file
             labelled = dict(row, **{column: condition.get(key) for key, column in SCORE_COLUMNS.items()})
             if condition is not scores:
-                labelled["model"] = f"{run_dir.name} ({condition['condition']}, {condition['vocabulary']})"
+                labelled["model"] = f"{run.name} ({condition['condition']}, {condition['vocabulary']})"
                 labelled["test split"] = Path(condition["desc_file"]).name
             rows.append(labelled)
     frame = pd.DataFrame(rows)
@@ -116,13 +105,13 @@ def loss_figures(results_dir: Path, out_dir: Path) -> list[tuple[str, str]]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from utils import plot_loss_curves
+    from ctclab.report.plots import plot_loss_curves
 
     families: dict[str, dict] = {}
-    for run_dir in run_folders(results_dir):
-        history = _read_json(run_dir / "history.json")
+    for run in profile_runs(results_dir):
+        history = run.history()
         if history.get("loss"):
-            families.setdefault(run_dir.parent.name, {})[run_dir.name] = history
+            families.setdefault(run.family, {})[run.name] = history
     figures = []
     groups = [(FAMILY_TITLES.get(family, family), family, runs) for family, runs in sorted(families.items())]
     if len(groups) > 1:
@@ -140,13 +129,12 @@ def loss_figures(results_dir: Path, out_dir: Path) -> list[tuple[str, str]]:
 def examples_html(results_dir: Path, per_family: int = 4) -> str:
     """A few decoded test utterances with their truth, from the best run of each family."""
     sections = []
-    best: dict[str, tuple[float, Path, dict]] = {}
-    for run_dir in run_folders(results_dir):
-        scores = _read_json(run_dir / "scores.json")
-        family = run_dir.parent.name
-        if scores.get("examples") and (family not in best or scores["cer"] < best[family][0]):
-            best[family] = (scores["cer"], run_dir, scores)
-    for family, (cer, run_dir, scores) in best.items():
+    best: dict[str, tuple[float, Run, dict]] = {}
+    for run in profile_runs(results_dir):
+        scores = run.scores()
+        if scores.get("examples") and (run.family not in best or scores["cer"] < best[run.family][0]):
+            best[run.family] = (scores["cer"], run, scores)
+    for family, (cer, run, scores) in best.items():
         shown = scores["examples"][:per_family]
         fused = any("beam+LM" in example for example in shown)  # LM transcripts when the run has them
         rows = "".join(
@@ -156,7 +144,7 @@ def examples_html(results_dir: Path, per_family: int = 4) -> str:
         )
         header = "<tr><th>truth</th><th>greedy transcript</th>" + ("<th>beam + LM</th>" if fused else "") + "</tr>"
         sections.append(
-            f"<h3>{html.escape(FAMILY_TITLES.get(family, family))}: {html.escape(run_dir.name)} "
+            f"<h3>{html.escape(FAMILY_TITLES.get(family, family))}: {html.escape(run.name)} "
             f"(CER {cer:.1%} greedy)</h3><table class='examples'>{header}{rows}</table>"
         )
     return "".join(sections) or "<p>No decoded examples.</p>"
@@ -164,7 +152,7 @@ def examples_html(results_dir: Path, per_family: int = 4) -> str:
 
 def streaming_html(results_dir: Path) -> str:
     """Notebook 05's live-decoding measurements, if it wrote them."""
-    streaming = _read_json(Path(results_dir) / "streaming.json")
+    streaming = load_streaming_summary(results_dir)
     if not streaming:
         return "<p>No streaming run.</p>"
     rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in streaming.items())

@@ -3,7 +3,7 @@
 EMG data reuses the speech pipeline unchanged. A descriptor line names the recording instead of a
 wav: ``{"key": ".../12_emg.npy", "duration": seconds, "text": ...}`` (plus ``silent``,
 ``session``, ``slice``, ``book``, ``sentence_index``, ``split``), and :class:`EMGFeatureLoader`
-turns a key into features, so ``train_utils.train_model(..., features=EMGFeatureConfig(),
+turns a key into features, so ``train_model(..., features=EMGFeatureConfig(),
 feature_loader=EMGFeatureLoader())`` and ``train_utils.evaluate_model`` run as for audio.
 
 Typing (emg2qwerty) windows use keys ``<session>.hdf5#<first sample>:<end sample>``; the loader
@@ -18,18 +18,19 @@ greedy and with the language model.
 
 from __future__ import annotations
 
-import json
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-import emg_corpus
-import emg_loaders
-from char_map import ENGLISH, Alphabet
-from emg_signal import EMGFeatureConfig, emg_features
+from ctclab.emg import corpus as emg_corpus
+from ctclab.emg import loaders as emg_loaders
+from ctclab.alphabet import ENGLISH, Alphabet
+from ctclab.emg.signal import EMGFeatureConfig, emg_features
+from ctclab.data.descriptors import write_descriptors
+from ctclab.runs import Run
 
 QWERTY_KEY_SEPARATOR = "#"  # "<session>.hdf5#<start>:<end>"
 
@@ -66,14 +67,6 @@ def utterance_record(utterance: emg_loaders.EMGUtterance) -> dict:
 def audio_record(utterance: emg_loaders.EMGUtterance) -> dict:
     """The descriptor line of an utterance's audio (key: its _audio_clean.flac), for audio models."""
     return dict(utterance_record(utterance), key=str(utterance.audio_path.resolve()))
-
-
-def write_descriptors(records: Iterable[dict], path: str | Path) -> Path:
-    """Write JSON-lines descriptors; returns ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(record) + "\n" for record in records))
-    return path
 
 
 def gaddy_descriptor_set(root: str | Path, out_dir: str | Path) -> dict[str, Path]:
@@ -157,11 +150,6 @@ class EMGFeatureLoader:
         return emg_loaders.read_emg_array(key, self.config.num_channels)
 
 
-def load_emg_run(run_dir: str | Path):
-    """A trained EMG run: (model with output_length, Normalizer, EMGFeatureConfig, Alphabet)."""
-    import train_utils
-
-    return train_utils.load_trained_model(run_dir, feature_class=EMGFeatureConfig)
 
 
 # ---------------------------------------------------------------------------- typing windows
@@ -206,9 +194,9 @@ def qwerty_window_descriptors(sessions: Sequence[emg_loaders.QwertySession], pat
 def train_windowed(model, train_json: str | Path, valid_json: str | Path, name: str, results_dir: str | Path,
                    epochs: int, minibatch_size: int = 32, **train_kwargs) -> dict:
     """Train on typing windows with emg2qwerty's log spectrogram (train_utils.train_model underneath)."""
-    import train_utils
+    from ctclab.training.trainer import train_model
 
-    return train_utils.train_model(model, f"{name}.pickle", f"{name}.keras", train_json, valid_json,
+    return train_model(model, f"{name}.pickle", f"{name}.keras", train_json, valid_json,
                                    minibatch_size=minibatch_size, epochs=epochs, results_dir=results_dir,
                                    features=EMGFeatureConfig.emg2qwerty(),
                                    feature_loader=EMGFeatureLoader(EMGFeatureConfig.emg2qwerty()), **train_kwargs)
@@ -216,9 +204,9 @@ def train_windowed(model, train_json: str | Path, valid_json: str | Path, name: 
 
 def evaluate_windowed(run_dir: str | Path, desc_file: str | Path, limit: int | None = None) -> dict:
     """Greedy CER / WER of a typing run on 300 ms windows (train_utils.evaluate_model underneath)."""
-    import train_utils
+    from ctclab.training.evaluation import evaluate_model
 
-    return train_utils.evaluate_model(run_dir, desc_file, limit=limit, feature_class=EMGFeatureConfig,
+    return evaluate_model(run_dir, desc_file, limit=limit,
                                       feature_loader=EMGFeatureLoader(EMGFeatureConfig.emg2qwerty()))
 
 
@@ -236,15 +224,15 @@ def audio_upper_bound(profile, descriptors: dict[str, Path], epochs: int, verbos
     Returns:
         (run folder, a sentence saying which model it is).
     """
-    import sample_models
-    import train_utils
+    from ctclab.models.registry import build
+    from ctclab.training.trainer import train_model
 
     final = Path(profile.results_for("deep")) / "final"
-    if (final / "model.keras").is_file():
+    if Run(final).is_trained:
         return final, f"notebook 02's final speech model ({final}), trained on the same training sentences"
-    model = sample_models.build("cnn_birnn_model", input_dim=161, filters=192, kernel_size=11, conv_stride=3,
+    model = build("cnn_birnn_model", input_dim=161, filters=192, kernel_size=11, conv_stride=3,
                                 units=128, recur_layers=1, dropout_rate=0.1)
-    train_utils.train_model(model, "audio.pickle", "audio.keras", descriptors["audio_train"], descriptors["audio_dev"],
+    train_model(model, "audio.pickle", "audio.keras", descriptors["audio_train"], descriptors["audio_dev"],
                             epochs=epochs, minibatch_size=profile.minibatch_size, sort_by_duration=True,
                             results_dir=profile.results_for("emg"), verbose=verbose)
     run = Path(profile.results_for("emg")) / "audio"
@@ -277,36 +265,34 @@ def decode_scores(probabilities: Sequence[np.ndarray], references: Sequence[str]
         {"greedy": (wer, cer), "lm": (wer, cer) or None, "utterances": n,
         "hypotheses": {"greedy": [...], "lm": [...] or None}}.
     """
-    import decode_eval
-    import decoding
+    from ctclab.decoding.tuning import decode_all
+    from ctclab.decoding.metrics import cer, wer
 
-    greedy, _ = decode_eval.decode_all(probabilities, "greedy", alphabet=alphabet)
-    scores = {"greedy": (decoding.wer(references, greedy), decoding.cer(references, greedy)), "lm": None,
+    greedy, _ = decode_all(probabilities, "greedy", alphabet=alphabet)
+    scores = {"greedy": (wer(references, greedy), cer(references, greedy)), "lm": None,
               "utterances": len(references), "hypotheses": {"greedy": greedy, "lm": None}}
     if lm is not None:
-        beams, _ = decode_eval.decode_all(probabilities, "beam+LM", lm, settings.alpha, settings.beta,
+        beams, _ = decode_all(probabilities, "beam+LM", lm, settings.alpha, settings.beta,
                                           settings.beam_width, alphabet)
-        scores["lm"] = (decoding.wer(references, beams), decoding.cer(references, beams))
+        scores["lm"] = (wer(references, beams), cer(references, beams))
         scores["hypotheses"]["lm"] = beams
     return scores
 
 
 def score_run(model: str, condition: str, vocabulary: str, run_dir: str | Path, desc_file: str | Path, lm=None,
-              settings: DecoderSettings = DecoderSettings(), limit: int | None = None, feature_loader=None,
-              feature_class=None) -> dict:
+              settings: DecoderSettings = DecoderSettings(), limit: int | None = None,
+              feature_loader: Callable[[str], np.ndarray] | None = None) -> dict:
     """One row of :func:`results_table`: a trained run decoded on one descriptor file.
 
-    ``feature_loader`` / ``feature_class`` as in ``train_utils.evaluate_model`` (EMG runs pass an
-    :class:`EMGFeatureLoader` and :class:`EMGFeatureConfig`; audio runs pass neither).
+    ``feature_loader`` as in ``evaluate_model`` (EMG runs pass an :class:`EMGFeatureLoader`;
+    audio runs none). The run itself says which feature configuration it was trained on.
 
     Returns:
         {"model", "condition", "vocabulary", "references", "scores"} (see :func:`decode_scores`).
     """
-    import decode_eval
-    import utils
+    from ctclab.decoding.tuning import run_probabilities
 
-    probabilities, references = decode_eval.run_probabilities(
-        run_dir, desc_file, limit=limit, feature_loader=feature_loader, feature_class=feature_class or utils.FeatureConfig)
+    probabilities, references = run_probabilities(run_dir, desc_file, limit=limit, feature_loader=feature_loader)
     return {"model": model, "condition": condition, "vocabulary": vocabulary, "references": references,
             "scores": decode_scores(probabilities, references, lm, settings), "run_dir": str(run_dir),
             "desc_file": str(desc_file)}
@@ -335,15 +321,6 @@ def results_table(rows: Sequence[dict]):
     return pd.DataFrame(table).set_index(["model", "condition", "vocabulary"])
 
 
-def _parameters(run_dir: str | Path) -> int | None:
-    """A run's parameter count, from its builder.json (rebuilt without weights; None if absent)."""
-    import sample_models
-
-    path = Path(run_dir) / "builder.json"
-    if not path.is_file():
-        return None
-    config = json.loads(path.read_text())
-    return sample_models.build(config["builder"], **config["arguments"]).count_params()
 
 
 def save_scores(rows: Sequence[dict], examples: int = 8) -> list[Path]:
@@ -374,8 +351,6 @@ def save_scores(rows: Sequence[dict], examples: int = 8) -> list[Path]:
                  for truth, prediction in zip(headline["references"], scores["hypotheses"]["greedy"])][:examples]
         for example, fused in zip(shown, scores["hypotheses"]["lm"] or []):  # LM transcripts beside greedy ones
             example["beam+LM"] = fused
-        record = dict(conditions[0], examples=shown, conditions=conditions, parameters=_parameters(run_dir))
-        path = Path(run_dir) / "scores.json"
-        path.write_text(json.dumps(record, indent=1))
-        paths.append(path)
+        record = dict(conditions[0], examples=shown, conditions=conditions, parameters=Run(Path(run_dir)).parameters())
+        paths.append(Run(Path(run_dir)).save_scores(record))
     return paths

@@ -15,39 +15,21 @@ run exists.
 
 from __future__ import annotations
 
-import json
-import math
+from collections.abc import Callable
+
+from ctclab.runs import Run, best_run
+
 import time
 from pathlib import Path
 from typing import Sequence
-
 import numpy as np
+from ctclab.decoding.beam import prefix_beam_search
+from ctclab.decoding.greedy import greedy_decode
+from ctclab.decoding.metrics import cer, edit_distance, wer
+from ctclab.alphabet import ENGLISH, Alphabet
 
-import decoding
-import utils
-from char_map import ENGLISH, Alphabet
-
-try:
-    from pyctcdecode.language_model import AbstractLanguageModel
-except ImportError:  # pyctcdecode is optional here: only pyctcdecode_decoder needs it
-    AbstractLanguageModel = object
 
 DECODERS = ("greedy", "beam", "beam+LM")
-
-
-# ---------------------------------------------------------------------- trained runs
-
-
-def best_run(parent: str | Path) -> Path | None:
-    """The run under ``parent`` with the lowest best validation loss (None when there is none)."""
-    scored = []
-    for run in sorted(Path(parent).glob("*/model.keras")):
-        run = run.parent
-        if (run / "builder.json").is_file() and (run / "history.json").is_file():
-            history = json.loads((run / "history.json").read_text())
-            losses = history.get("val_loss") or history.get("loss") or [math.inf]
-            scored.append((min(losses), run.name, run))
-    return min(scored)[2] if scored else None
 
 
 def find_decoding_run(profile) -> tuple[Path | None, str]:
@@ -59,30 +41,30 @@ def find_decoding_run(profile) -> tuple[Path | None, str]:
     Returns:
         (run folder or None, a sentence saying which run was chosen and why).
     """
-    final = Path(profile.results_for("deep")) / "final"
-    if (final / "model.keras").is_file():
-        return final, f"notebook 02's final speech model ({final})"
+    final = Run(Path(profile.results_for("deep")) / "final")
+    if final.is_trained:
+        return final.folder, f"notebook 02's final speech model ({final.folder})"
     for family in ("course", "transformers"):
         run = best_run(profile.results_for(family))
         if run is not None:
-            return run, f"no {final}; using the {family} run with the lowest validation loss ({run})"
+            return run.folder, f"no {final.folder}; using the {family} run with the lowest validation loss ({run.folder})"
     run = best_run(profile.results_dir)
     if run is not None:
-        return run, f"no {final} and no course or transformers run; using {run}"
+        return run.folder, f"no {final.folder} and no course or transformers run; using {run.folder}"
     return None, f"no trained run under {profile.results_dir}"
 
 
 def run_probabilities(
-    run_dir: str | Path, desc_file: str | Path, limit: int | None = None, feature_loader=None,
-    feature_class=utils.FeatureConfig, batch_size: int = 32,
+    run_dir: str | Path, desc_file: str | Path, limit: int | None = None,
+    feature_loader: Callable[[str], np.ndarray] | None = None, batch_size: int = 32,
 ) -> tuple[list[np.ndarray], list[str]]:
     """Per-utterance output probabilities of a trained run on a descriptor file.
 
     Args:
-        run_dir: a run folder written by ``train_utils.train_model``.
+        run_dir: a run folder written by ``train_model``.
         desc_file: JSON-lines descriptors (e.g. the validation or test split).
         limit: only the first N utterances.
-        feature_loader, feature_class: for non-audio runs (see ``train_utils.train_model``).
+        feature_loader: ``key -> (T, F)`` features for non-audio runs (see ``train_model``).
         batch_size: utterances per forward pass.
 
     Returns:
@@ -90,10 +72,9 @@ def run_probabilities(
         ``output_length``; reference texts in the same order). Utterances the generator skips
         are reported by it and left out of both lists.
     """
-    import train_utils
-    from data_generator import AudioGenerator
+    from ctclab.data.generator import AudioGenerator
 
-    model, normalizer, features, alphabet = train_utils.load_trained_model(run_dir, feature_class)
+    model, normalizer, features, alphabet = Run(Path(run_dir)).load_model()
     generator = AudioGenerator(
         desc_file, features=features, alphabet=alphabet, shuffle=False, normalizer=normalizer,
         output_length=model.output_length, limit=limit, feature_loader=feature_loader,
@@ -107,14 +88,11 @@ def run_probabilities(
     return probabilities, list(generator.texts)
 
 
-# ---------------------------------------------------------------------- decoding a set
-
-
 def decode_all(
     probabilities: Sequence[np.ndarray], decoder: str, lm=None, alpha: float = 0.5, beta: float = 1.0,
     beam_width: int = 32, alphabet: Alphabet = ENGLISH, unk_offset: float = -10.0,
 ) -> tuple[list[str], float]:
-    """Decode every utterance with one of :data:`DECODERS` (arguments: decoding.prefix_beam_search).
+    """Decode every utterance with one of :data:`DECODERS` (arguments: prefix_beam_search).
 
     Returns:
         (transcripts, seconds of decoding wall time).
@@ -125,10 +103,10 @@ def decode_all(
         raise ValueError("the beam+LM decoder needs a language model (lm=None given)")
     started = time.perf_counter()
     if decoder == "greedy":
-        texts = [decoding.greedy_decode(p, alphabet=alphabet) for p in probabilities]
+        texts = [greedy_decode(p, alphabet=alphabet) for p in probabilities]
     else:
         model = lm if decoder == "beam+LM" else None
-        texts = [decoding.prefix_beam_search(p, alphabet, beam_width, model, alpha, beta, unk_offset=unk_offset)
+        texts = [prefix_beam_search(p, alphabet, beam_width, model, alpha, beta, unk_offset=unk_offset)
                  for p in probabilities]
     return texts, time.perf_counter() - started
 
@@ -139,7 +117,7 @@ def tune_lm_weights(
 ):
     """Grid search of the LM weight alpha and word bonus beta (use the validation split).
 
-    ``unk_offset`` is held fixed (see decoding.prefix_beam_search_nbest).
+    ``unk_offset`` is held fixed (see prefix_beam_search_nbest).
 
     Returns:
         (best alpha, best beta, pandas.DataFrame of alpha, beta, WER, CER sorted best first;
@@ -151,8 +129,8 @@ def tune_lm_weights(
     for alpha in alphas:
         for beta in betas:
             texts, _ = decode_all(probabilities, "beam+LM", lm, alpha, beta, beam_width, alphabet, unk_offset)
-            rows.append({"alpha": alpha, "beta": beta, "WER": decoding.wer(references, texts),
-                         "CER": decoding.cer(references, texts)})
+            rows.append({"alpha": alpha, "beta": beta, "WER": wer(references, texts),
+                         "CER": cer(references, texts)})
     table = pd.DataFrame(rows).sort_values(["WER", "CER"], kind="stable").reset_index(drop=True)
     return float(table.alpha[0]), float(table.beta[0]), table
 
@@ -173,7 +151,7 @@ def decoder_table(
     for decoder in DECODERS:
         texts, seconds = decode_all(probabilities, decoder, lm, alpha, beta, beam_width, alphabet, unk_offset)
         hypotheses[decoder] = texts
-        rows[decoder] = {"WER": decoding.wer(references, texts), "CER": decoding.cer(references, texts),
+        rows[decoder] = {"WER": wer(references, texts), "CER": cer(references, texts),
                          "utterances/s": len(texts) / max(seconds, 1e-9)}
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.attrs["hypotheses"] = hypotheses
@@ -185,12 +163,12 @@ def save_decoder_scores(run_dir: str | Path, table, references: Sequence[str], a
     """Add a :func:`decoder_table`'s beam and beam + LM scores to ``<run_dir>/scores.json``.
 
     The report's results table reads ``wer_beam`` / ``cer_beam`` / ``wer_lm`` / ``cer_lm``; the
-    greedy ``wer`` / ``cer`` (written by ``train_utils.compare_models``) are set from the same
+    greedy ``wer`` / ``cer`` (written by ``compare_models``) are set from the same
     table so every column of a row comes from the same utterances. The examples gain a
     "beam+LM" transcript.
     """
-    path = Path(run_dir) / "scores.json"
-    scores = json.loads(path.read_text()) if path.is_file() else {}
+    run = Run(Path(run_dir))
+    scores = run.scores()
     for decoder, suffix in (("greedy", ""), ("beam", "_beam"), ("beam+LM", "_lm")):
         scores[f"wer{suffix}"] = float(table.loc[decoder, "WER"])
         scores[f"cer{suffix}"] = float(table.loc[decoder, "CER"])
@@ -198,8 +176,7 @@ def save_decoder_scores(run_dir: str | Path, table, references: Sequence[str], a
     scores.update(lm_alpha=alpha, lm_beta=beta, utterances=len(references), examples=[
         {"truth": truth, "prediction": greedy, "beam+LM": fused}
         for truth, greedy, fused in zip(references, hypotheses["greedy"], hypotheses["beam+LM"])][:examples])
-    path.write_text(json.dumps(scores, indent=1))
-    return path
+    return run.save_scores(scores)
 
 
 def lm_fixes(references: Sequence[str], before: Sequence[str], after: Sequence[str], count: int = 5):
@@ -212,15 +189,12 @@ def lm_fixes(references: Sequence[str], before: Sequence[str], after: Sequence[s
 
     rows = []
     for truth, old, new in zip(references, before, after):
-        fixed = decoding.edit_distance(truth.split(), old.split()) - decoding.edit_distance(truth.split(), new.split())
+        fixed = edit_distance(truth.split(), old.split()) - edit_distance(truth.split(), new.split())
         if fixed > 0:
             rows.append({"truth": truth, "before": old, "after": new, "words fixed": fixed})
     columns = ["truth", "before", "after", "words fixed"]
     frame = pd.DataFrame(rows, columns=columns)
     return frame.sort_values("words fixed", ascending=False, kind="stable").head(count).reset_index(drop=True)
-
-
-# ---------------------------------------------------------------------- posteriors without a model
 
 
 def synthetic_posteriors(
@@ -261,57 +235,3 @@ def synthetic_posteriors(
     logits -= logits.max(axis=1, keepdims=True)
     probabilities = np.exp(logits)
     return (probabilities / probabilities.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
-# ---------------------------------------------------------------------- pyctcdecode with our LM
-
-
-class PyctcdecodeNGram(AbstractLanguageModel):
-    """pyctcdecode's language-model interface over an :class:`lm.NGramLM`.
-
-    Scores exactly what :func:`decoding.prefix_beam_search_nbest` scores: per finished word
-    ``alpha ln p(word | last n-1 words) + beta`` (+ ``decoding.oov_penalty`` outside the
-    vocabulary), ``alpha ln p(</s> | ...)`` at the end, natural logs, and the same penalty for a
-    partial word that begins no vocabulary word. The LM state is the tuple of the last n-1 words.
-    """
-
-    def __init__(self, lm, alpha: float = 0.5, beta: float = 1.0, unk_offset: float = -10.0):
-        self.lm, self.alpha, self.beta, self.unk_offset = lm, alpha, beta, unk_offset
-
-    @property
-    def order(self) -> int:
-        return self.lm.order
-
-    def get_start_state(self) -> tuple[str, ...]:
-        return ("<s>",)
-
-    def score_partial_token(self, partial_token: str) -> float:
-        return 0.0 if partial_token in self.lm.word_prefixes else decoding.oov_penalty(partial_token, self.unk_offset)
-
-    def score(self, prev_state: tuple[str, ...], word: str, is_last_word: bool = False) -> tuple[float, tuple]:
-        log10, bonus, state = 0.0, 0.0, prev_state
-        if word:  # pyctcdecode asks for "" when a transcript ends with a space
-            log10 = self.lm.log10_prob(word, state)
-            bonus = self.beta + (0.0 if word in self.lm.words else decoding.oov_penalty(word, self.unk_offset))
-            state = (*state, word)[1 - self.lm.order:] if self.lm.order > 1 else ()
-        if is_last_word:
-            log10 += self.lm.log10_prob("</s>", state)
-        return self.alpha * decoding.LN10 * log10 + bonus, state
-
-
-def pyctcdecode_labels(alphabet: Alphabet = ENGLISH) -> list[str]:
-    """pyctcdecode's label list for our alphabet: the characters, "" for the blank."""
-    assert alphabet.blank_index == len(alphabet.characters)  # char_map puts the blank last
-    return list(alphabet.characters) + [""]
-
-
-def pyctcdecode_decoder(alphabet: Alphabet = ENGLISH, lm=None, alpha: float = 0.5, beta: float = 1.0,
-                        unk_offset: float = -10.0):
-    """A pyctcdecode ``BeamSearchDecoderCTC`` for our alphabet, with our LM when given."""
-    if AbstractLanguageModel is object:
-        raise ValueError("pyctcdecode is not installed: pip install --no-deps -r requirements-nodeps.txt")
-    from pyctcdecode.alphabet import Alphabet as PyctcdecodeAlphabet
-    from pyctcdecode.decoder import BeamSearchDecoderCTC
-
-    language_model = PyctcdecodeNGram(lm, alpha, beta, unk_offset) if lm is not None else None
-    return BeamSearchDecoderCTC(PyctcdecodeAlphabet.build_alphabet(pyctcdecode_labels(alphabet)), language_model)

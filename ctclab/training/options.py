@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import keras
 from keras import ops
 
-import sample_models
+from ctclab.models.registry import build
 
 DECAYS = ("cosine", "exponential", "constant")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -225,7 +225,7 @@ def training_scope(model: keras.Model, policy: str = "float32", distribute: bool
     keras.config.set_dtype_policy(policy)
     try:
         with strategy.scope() if strategy else contextlib.nullcontext():
-            trained = sample_models.build(config["builder"], **config["arguments"])
+            trained = build(config["builder"], **config["arguments"])
             trained.set_weights(model.get_weights())
             yield trained, strategy
     finally:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from char_map import ENGLISH, Alphabet
+from ctclab.alphabet import ENGLISH, Alphabet
 
 LN10 = math.log(10.0)  # the LM speaks log10 (ARPA); every score below is a natural log
 OOV_WORD_LENGTH = 6  # characters; a longer out-of-vocabulary word pays unk_offset per this many

@@ -21,16 +21,9 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
-from char_map import ENGLISH
-from model_layers import (
-    PaddingMask,
-    PositionalEncoding,
-    RelativePositionAttention,
-    ZeroPadding,
-    padded_conv1d,
-    reduced_length,
-)
-from sample_models import _finish, _input, _time_dense_softmax, model_builder
+from ctclab.alphabet import ENGLISH
+from ctclab.models.layers import PaddingMask, PositionalEncoding, RelativePositionAttention, ZeroPadding, padded_conv1d, reduced_length
+from ctclab.models.registry import finish_model, features_input, time_dense_softmax, model_builder
 
 
 def _check_odd(name: str, value: int) -> None:
@@ -107,7 +100,7 @@ def transformer_ctc_model(
         output_dim: characters + blank.
     """
     _check_encoder(num_blocks, model_dim, num_heads)
-    inputs = _input(input_dim)  # (B, T, F)
+    inputs = features_input(input_dim)  # (B, T, F)
     x, reductions = conv_subsampling(inputs, model_dim, conv_strides, conv_kernel_size)  # (B, T', D)
     mask = PaddingMask(reductions, name="padding_mask")(inputs, x)  # (B, T')
     x = PositionalEncoding(name="positions")(layers.Dense(model_dim, name="input_projection")(x))
@@ -125,9 +118,9 @@ def transformer_ctc_model(
             [x, _feed_forward(x, feed_forward_dim, dropout_rate, "gelu", f"{name}_ffn")]
         )
     x = layers.LayerNormalization(name="final_norm")(x)
-    return _finish(
+    return finish_model(
         inputs,
-        _time_dense_softmax(x, output_dim),
+        time_dense_softmax(x, output_dim),
         "transformer_ctc_model",
         lambda length: reduced_length(length, reductions),
     )
@@ -195,15 +188,15 @@ def conformer_ctc_model(
     """
     _check_encoder(num_blocks, model_dim, num_heads)
     _check_odd("conv_kernel_size", conv_kernel_size)
-    inputs = _input(input_dim)  # (B, T, F)
+    inputs = features_input(input_dim)  # (B, T, F)
     x, reductions = conv_subsampling(inputs, model_dim, conv_strides, subsample_kernel_size)  # (B, T', D)
     mask = PaddingMask(reductions, name="padding_mask")(inputs, x)  # (B, T')
     x = layers.Dropout(dropout_rate, name="input_dropout")(layers.Dense(model_dim, name="input_projection")(x))
     for block in range(1, num_blocks + 1):
         x = _conformer_block(x, mask, num_heads, conv_kernel_size, dropout_rate, f"block_{block}")
-    return _finish(
+    return finish_model(
         inputs,
-        _time_dense_softmax(x, output_dim),
+        time_dense_softmax(x, output_dim),
         "conformer_ctc_model",
         lambda length: reduced_length(length, reductions),
     )
@@ -271,7 +264,7 @@ def tds_mhsa_model(
         )
     if attention_dim % num_heads:
         raise ValueError(f"attention_dim {attention_dim} is not divisible by num_heads {num_heads}")
-    inputs = _input(input_dim)  # (B, T, F)
+    inputs = features_input(input_dim)  # (B, T, F)
     x = layers.Dense(num_features, activation="relu", name="input_mlp")(inputs)  # (B, T, D)
     mask = PaddingMask(name="padding_mask")(inputs, x)  # (B, T)
     x = _subsampled_attention(x, mask, attention_dim, num_heads, dropout_rate, "attention_in")
@@ -279,4 +272,4 @@ def tds_mhsa_model(
         x = _tds_block(x, mask, channels, kernel_size, f"tds_{block}")
     x = _subsampled_attention(x, mask, attention_dim, num_heads, dropout_rate, "attention_out")
     x = layers.Dropout(dropout_rate, name="output_dropout")(x)
-    return _finish(inputs, _time_dense_softmax(x, output_dim), "tds_mhsa_model", lambda length: length)
+    return finish_model(inputs, time_dense_softmax(x, output_dim), "tds_mhsa_model", lambda length: length)

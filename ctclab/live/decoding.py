@@ -17,6 +17,8 @@ decoder) and the sEMG modules (features, trained runs):
 
 from __future__ import annotations
 
+from ctclab.runs import best_scored_run, save_streaming_summary
+
 import dataclasses
 import functools
 import json
@@ -30,9 +32,10 @@ import numpy as np
 from brainflow.data_filter import DataFilter
 from scipy.signal import resample_poly
 
-import decoding
-from openbci import BoardLayout, BoardSession, BoardStalledError
-from streaming import StreamConfig, WindowedDecoder, WindowResult
+from ctclab.decoding.greedy import greedy_decode
+from ctclab.decoding.metrics import cer
+from ctclab.live.openbci import BoardLayout, BoardSession, BoardStalledError
+from ctclab.live.streaming import StreamConfig, WindowedDecoder, WindowResult
 
 
 @dataclass
@@ -236,7 +239,7 @@ def print_window(result: WindowResult) -> None:
 
 def emg_decoder(model, normalizer, feature_config, alphabet, input_rate: int,
                 config: StreamConfig | None = None) -> WindowedDecoder:
-    """A WindowedDecoder for an sEMG run (e.g. ``emg.load_emg_run(run_dir)``'s four values).
+    """A WindowedDecoder for an sEMG run (e.g. ``runs.load_trained_model(run_dir)``'s four values).
 
     Args:
         model, normalizer, feature_config, alphabet: the trained run; ``feature_config`` is an
@@ -245,7 +248,7 @@ def emg_decoder(model, normalizer, feature_config, alphabet, input_rate: int,
         config: window sizes (default StreamConfig()); the stream is notched and high-passed
             with ``feature_config``'s settings.
     """
-    import emg_signal
+    from ctclab.emg import signal as emg_signal
 
     # the stream is filtered causally once; the per-window features only resample and frame
     window_features = dataclasses.replace(feature_config, mains_hz=None, highpass_hz=None)
@@ -266,9 +269,9 @@ def score_playback(decoder: WindowedDecoder, script: PlaybackScript):
     import pandas as pd
 
     hypotheses = decoder.split_transcript(script.starts)
-    rows = [{"reference": reference, "hypothesis": hypothesis, "CER": decoding.cer(reference, hypothesis)}
+    rows = [{"reference": reference, "hypothesis": hypothesis, "CER": cer(reference, hypothesis)}
             for reference, hypothesis in zip(script.texts, hypotheses)]
-    return pd.DataFrame(rows), decoding.cer(script.texts, hypotheses)
+    return pd.DataFrame(rows), cer(script.texts, hypotheses)
 
 
 # ------------------------------------------------------------- the notebook's sentences and model
@@ -283,7 +286,7 @@ def playback_recordings(corpus_root: str | Path, count: int, split: str = "test"
         split: "train", "dev" or "test" (test: unseen voices, i.e. unseen timing).
         silent: the silently mouthed recordings instead of the voiced ones.
     """
-    import emg_loaders
+    from ctclab.emg import loaders as emg_loaders
 
     chosen = [u for u in emg_loaders.load_gaddy(corpus_root) if u.split == split and u.silent == silent][:count]
     if not chosen:
@@ -297,17 +300,8 @@ def find_emg_run(results_dir: str | Path) -> Path | None:
     Only runs on Gaddy-style features qualify (not the typing runs); among them the one with the
     lowest CER in its scores.json, else the most recently trained. None when there is none.
     """
-    candidates = []
-    for run_dir in Path(results_dir).glob("*/model.keras"):
-        run_dir = run_dir.parent
-        try:
-            features = json.loads((run_dir / "features.json").read_text())
-            scores = json.loads((run_dir / "scores.json").read_text()) if (run_dir / "scores.json").is_file() else {}
-        except (OSError, json.JSONDecodeError):
-            continue
-        if features.get("kind") == "gaddy" and (run_dir / "builder.json").is_file():
-            candidates.append((scores.get("cer", math.inf), -(run_dir / "model.keras").stat().st_mtime, run_dir))
-    return min(candidates)[2] if candidates else None
+    run = best_scored_run(results_dir, where=lambda run: getattr(run.features(), "kind", None) == "gaddy")
+    return None if run is None else run.folder
 
 
 def train_fallback_emg_run(profile) -> Path:
@@ -316,20 +310,20 @@ def train_fallback_emg_run(profile) -> Path:
     Sized by ``profile`` (smoke: 1 epoch on 40 utterances); saved as
     ``<profile.results_for("emg")>/streaming_fallback``.
     """
-    import emg
-    import emg_corpus
-    import sample_models
-    import train_utils
-    from emg_signal import EMGFeatureConfig
+    from ctclab.emg import training as emg
+    from ctclab.emg import corpus as emg_corpus
+    from ctclab.models.course import cnn_rnn_model
+    from ctclab.training.trainer import train_model
+    from ctclab.emg.signal import EMGFeatureConfig
 
     root = emg.emg_corpus_dir(profile)
     emg_corpus.build_emg_corpus(root, profile.corpus_dir, emg_corpus.corpus_config_for(profile.name))  # cached
     descriptors = emg.gaddy_descriptor_set(root, Path(profile.results_dir) / "streaming" / "descriptors")
     config = EMGFeatureConfig()
     units = profile.pick(smoke=32, quick=128, full=200)
-    model = sample_models.cnn_rnn_model(config.feature_dim, filters=units, kernel_size=5, conv_stride=2,
+    model = cnn_rnn_model(config.feature_dim, filters=units, kernel_size=5, conv_stride=2,
                                         conv_border_mode="same", units=units, rnn_type="gru")
-    train_utils.train_model(
+    train_model(
         model, "streaming_fallback.pickle", "streaming_fallback.keras", descriptors["train"], descriptors["dev"],
         epochs=profile.pick(smoke=1, quick=6, full=20), features=config, feature_loader=emg.EMGFeatureLoader(config),
         results_dir=profile.results_for("emg"), limit=profile.train_limit, valid_limit=profile.valid_limit,
@@ -340,19 +334,16 @@ def train_fallback_emg_run(profile) -> Path:
 def offline_transcripts(model, normalizer, feature_config, alphabet,
                         recordings: Sequence[tuple[np.ndarray, str]]) -> list[str]:
     """Greedy transcripts of whole recordings with the training features: the streaming upper bound."""
-    import emg_signal
+    from ctclab.emg import signal as emg_signal
 
     hypotheses = []
     for emg, _ in recordings:
         features = normalizer(emg_signal.emg_features(emg, feature_config))[None].astype(np.float32)  # (1, T, F)
-        hypotheses.append(decoding.greedy_decode(np.asarray(model(features, training=False))[0], alphabet=alphabet))
+        hypotheses.append(greedy_decode(np.asarray(model(features, training=False))[0], alphabet=alphabet))
     return hypotheses
 
 
 def save_summary(results_dir: str | Path, summary: dict) -> Path:
-    """Write the live-decoding figures to ``<results_dir>/streaming.json`` (the report's table)."""
-    path = Path(results_dir) / "streaming.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({key: (round(value, 4) if isinstance(value, float) else value)
-                                for key, value in summary.items()}, indent=1))
-    return path
+    """Write the live-decoding figures beside the profile's runs (the report's table)."""
+    return save_streaming_summary(
+        results_dir, {key: (round(value, 4) if isinstance(value, float) else value) for key, value in summary.items()})

@@ -63,8 +63,9 @@ import numpy as np
 import soundfile
 from tqdm import tqdm  # text bars: no ipywidgets needed in notebooks or exports
 
-import emg_synthesis as synthesis
-from profiles import get_profile
+from ctclab.emg import synthesis
+from ctclab.data.descriptors import read_descriptors
+from ctclab.profiles import get_profile
 
 EMG_CORPUS_VERSION = 1  # bump when the synthesis changes: invalidates cached corpora
 VOICED_DIR, SILENT_DIR = "voiced_parallel_data", "silent_parallel_data"
@@ -186,17 +187,6 @@ def _record(plan: _Plan, sessions: dict[str, synthesis.Session], phonemes: dict[
     return emg, audio
 
 
-def _read_records(desc_file: Path) -> list[dict]:
-    """A speech corpus descriptor file (corpus.py wrote it), keys resolved against its folder.
-
-    (data_generator.read_descriptors does the same with more checks, but imports Keras: 15 s.)
-    """
-    records = [json.loads(line) for line in desc_file.read_text().splitlines() if line.strip()]
-    for record in records:
-        record["key"] = str(desc_file.parent / record["key"])
-    return records
-
-
 def build_emg_corpus(out_dir: str | Path, speech_corpus_dir: str | Path,
                      config: EMGCorpusConfig = EMGCorpusConfig()) -> dict:
     """Write the synthetic corpus into ``out_dir`` unless a matching build is already there.
@@ -217,7 +207,7 @@ def build_emg_corpus(out_dir: str | Path, speech_corpus_dir: str | Path,
     cached = _cached(out_dir, key)
     if cached is not None:
         return cached
-    records = {split: _read_records(speech_corpus_dir / f"{split}_corpus.json")[: config.max_utterances]
+    records = {split: read_descriptors(speech_corpus_dir / f"{split}_corpus.json")[: config.max_utterances]
                for split in ("train", "valid", "test")}
     plans = _plan(records, config)
     phonemes = synthesis.phonemize_words(sorted({word for plan in plans for word in plan.text.split()}))

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from char_map import ENGLISH, Alphabet
+from ctclab.alphabet import ENGLISH, Alphabet
 
 GADDY_SAMPLE_RATE = 1000.0  # Hz, fixed by the recording setup
 GADDY_CHANNELS = 8

@@ -24,7 +24,6 @@ Usage: ``python ingest.py librispeech data/LibriSpeech/dev-clean data/dev_corpus
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 import unicodedata
@@ -38,7 +37,8 @@ import scipy.signal
 import soundfile
 from tqdm import tqdm  # text bars: no ipywidgets needed in notebooks or exports
 
-from char_map import ENGLISH
+from ctclab.alphabet import ENGLISH
+from ctclab.data.descriptors import write_descriptors
 
 CORPORA = ("librispeech", "ljspeech")
 TYPOGRAPHIC_APOSTROPHES = {"\u2019": "'", "\u2018": "'", "\u02bc": "'"}  # curly quotes read as "'"
@@ -203,8 +203,7 @@ def ingest(data_directory: str | Path, output_file: str | Path, corpus: str = "l
             report.skip(where, f"too long: {info.duration:.2f} s > max_duration {max_duration} s")
             continue
         records.append({"key": _key(audio, output_file.parent), "duration": round(info.duration, 4), "text": text})
-    output_file.parent.mkdir(parents=True, exist_ok=True)
-    output_file.write_text("".join(json.dumps(record) + "\n" for record in records))
+    write_descriptors(records, output_file)
     report.written = len(records)
     return report
 

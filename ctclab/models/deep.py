@@ -25,15 +25,9 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
-from char_map import ENGLISH
-from model_layers import (
-    PaddingMask,
-    TimeReduction,
-    ZeroPadding,
-    padded_conv1d,
-    reduced_length,
-)
-from sample_models import _finish, _input, _rnn, _time_dense_softmax, model_builder
+from ctclab.alphabet import ENGLISH
+from ctclab.models.layers import PaddingMask, TimeReduction, ZeroPadding, padded_conv1d, reduced_length
+from ctclab.models.registry import finish_model, features_input, recurrent_layer, time_dense_softmax, model_builder
 
 NORMALIZATIONS = ("batch", "layer", "none")
 
@@ -62,7 +56,7 @@ def _bidirectional_stack(
     if recur_layers < 1:
         raise ValueError(f"recur_layers must be at least 1, got {recur_layers}")
     for index in range(1, recur_layers + 1):
-        rnn = _rnn(rnn_type, units, f"{name}_{index}_rnn", reset_after=reset_after)
+        rnn = recurrent_layer(rnn_type, units, f"{name}_{index}_rnn", reset_after=reset_after)
         x = layers.Bidirectional(rnn, merge_mode=merge_mode, name=f"{name}_{index}")(x, mask=mask)
         x = _normalization(normalization, f"{name}_{index}_norm")(x)
         x = layers.Dropout(dropout_rate, name=f"{name}_{index}_dropout")(x)
@@ -110,7 +104,7 @@ def cnn_birnn_model(
     """
     if conv_layers < 1 or pool_size < 1:
         raise ValueError(f"conv_layers and pool_size must be at least 1, got {conv_layers} and {pool_size}")
-    inputs = x = _input(input_dim)  # (B, T, F)
+    inputs = x = features_input(input_dim)  # (B, T, F)
     reductions = []
     for index in range(1, conv_layers + 1):
         stride = conv_stride if index == 1 else 1
@@ -127,8 +121,8 @@ def cnn_birnn_model(
         reductions.append(TimeReduction(pool_size, pool_size))
     mask = PaddingMask(reductions, name="padding_mask")(inputs, x) if mask_padding else None
     x = _bidirectional_stack(x, mask, units, recur_layers, rnn_type, "concat", normalization, dropout_rate, reset_after)
-    return _finish(
-        inputs, _time_dense_softmax(x, output_dim), "cnn_birnn_model", lambda length: reduced_length(length, reductions)
+    return finish_model(
+        inputs, time_dense_softmax(x, output_dim), "cnn_birnn_model", lambda length: reduced_length(length, reductions)
     )
 
 
@@ -148,12 +142,12 @@ def deep_birnn_model(
 
     Arguments as in :func:`cnn_birnn_model`. No layer changes the frame rate.
     """
-    inputs = _input(input_dim)  # (B, T, F)
+    inputs = features_input(input_dim)  # (B, T, F)
     mask = PaddingMask(name="padding_mask")(inputs, inputs) if mask_padding else None
     x = _bidirectional_stack(
         inputs, mask, units, recur_layers, rnn_type, "concat", normalization, dropout_rate, reset_after
     )
-    return _finish(inputs, _time_dense_softmax(x, output_dim), "deep_birnn_model", lambda length: length)
+    return finish_model(inputs, time_dense_softmax(x, output_dim), "deep_birnn_model", lambda length: length)
 
 
 def _conv2d_front_end(inputs, input_dim: int, filters: Sequence[int], kernels, strides, activation, name: str):
@@ -236,7 +230,7 @@ def deep_speech2_model(
         x = _normalization(normalization, f"conv_{index}_bn")(x)
         return layers.ReLU(max_value=relu_ceiling, name=f"conv_{index}_clipped_relu")(x)  # min(max(x, 0), ceiling)
 
-    inputs = x = _input(input_dim)  # (B, T, F)
+    inputs = x = features_input(input_dim)  # (B, T, F)
     if conv_type == "2d":
         x, reductions = _conv2d_front_end(
             inputs, input_dim, conv_filters, conv_kernels, conv_strides, activation, "conv2d"
@@ -251,9 +245,9 @@ def deep_speech2_model(
         x = layers.Dense(width, name=f"fc_{index}")(x)
         x = layers.ReLU(max_value=relu_ceiling, name=f"fc_{index}_clipped_relu")(x)
         x = layers.Dropout(dropout_rate, name=f"fc_{index}_dropout")(x)
-    return _finish(
+    return finish_model(
         inputs,
-        _time_dense_softmax(x, output_dim),
+        time_dense_softmax(x, output_dim),
         "deep_speech2_model",
         lambda length: reduced_length(length, reductions),
     )
@@ -300,7 +294,7 @@ def residual_cnn_bigru_model(
     """
     if residual_blocks < 0 or recur_layers < 1:
         raise ValueError(f"need residual_blocks >= 0 and recur_layers >= 1, got {residual_blocks}, {recur_layers}")
-    inputs = _input(input_dim)  # (B, T, F)
+    inputs = features_input(input_dim)  # (B, T, F)
     x = layers.Reshape((-1, input_dim, 1), name="to_image")(inputs)  # (B, T, F, 1)
     x = layers.ZeroPadding2D(1, name="conv_pad")(x)
     x = layers.Conv2D(conv_filters, 3, strides=2, name="conv")(x)  # (B, T', F', C)
@@ -318,9 +312,9 @@ def residual_cnn_bigru_model(
         x = layers.Dropout(dropout_rate, name=f"birnn_{index}_dropout")(x)
     x = layers.Dense(units, activation="gelu", name="classifier_hidden")(x)
     x = layers.Dropout(dropout_rate, name="classifier_dropout")(x)
-    return _finish(
+    return finish_model(
         inputs,
-        _time_dense_softmax(x, output_dim),
+        time_dense_softmax(x, output_dim),
         "residual_cnn_bigru_model",
         lambda length: reduced_length(length, reductions),
     )

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from char_map import ENGLISH, Alphabet
+from ctclab.alphabet import ENGLISH, Alphabet
 
 BLANK_SYMBOL = "∅"  # how the blank is drawn
 SPACE_SYMBOL = "␣"  # how a space is drawn

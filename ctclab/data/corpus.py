@@ -42,8 +42,9 @@ import numpy as np
 import soundfile
 from tqdm import tqdm  # text bars: no ipywidgets needed in notebooks or exports
 
-from grammar import generate_texts, pick
-from profiles import PROFILES, get_profile
+from ctclab.data.grammar import generate_texts, pick
+from ctclab.data.descriptors import write_descriptors
+from ctclab.profiles import PROFILES, get_profile
 
 GRAMMAR_VERSION = 1  # bump whenever the grammar, voices or synthesis change: invalidates caches
 PROFILE_SIZES = {name: profile.corpus_size for name, profile in PROFILES.items()}  # smoke 150, quick 2000, full 8000
@@ -240,8 +241,7 @@ def build_corpus(out_dir: str | Path = "data/speech", config: CorpusConfig = Cor
         records = [{"key": u.key, "duration": round(durations[u.utterance_id], 4), "text": u.text,
                     "slice": u.slice, "voice": u.voice, "rate": u.rate, "pitch": u.pitch}
                    for u in utterances if u.split == split]
-        descriptors[split] = out_dir / f"{split}_corpus.json"
-        descriptors[split].write_text("".join(json.dumps(record) + "\n" for record in records))
+        descriptors[split] = write_descriptors(records, out_dir / f"{split}_corpus.json")
         statistics[split] = {"utterances": len(records), "hours": round(sum(r["duration"] for r in records) / 3600, 4),
                              "voices_used": len({r["voice"] for r in records})}
     train_texts = {u.text for u in utterances if u.split == "train"}

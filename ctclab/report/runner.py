@@ -1,6 +1,6 @@
 """Runs the course notebooks under a profile and writes report/index.html.
 
-    python report.py --profile quick      (what `make report` runs; --force re-runs everything)
+    python -m ctclab.report --profile quick      (what `make report` runs; --force re-runs everything)
 
 Each notebook in notebooks/ (``NN_*.ipynb``, in order) is executed with papermill, ``PROFILE``
 injected into its parameters cell, and saved under report/notebooks/; each executed copy is
@@ -10,7 +10,7 @@ named with its failing cell, later notebooks still run, and the index lists what
 Re-running is incremental: a notebook is executed again only when its inputs changed, that is
 the notebook itself, any module of the toolkit, requirements.txt, the profile, or an earlier
 notebook (later notebooks read earlier ones' trained models, so a change flows downstream).
-Corpora and features are cached by their own builders. report_page.py draws the index page.
+Corpora and features are cached by their own builders. :mod:`ctclab.report.page` draws the index page.
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ import sys
 import time
 from pathlib import Path
 
-from profiles import get_profile
-from report_page import NotebookRun, write_index
+from ctclab.paths import REPOSITORY_ROOT
+from ctclab.profiles import get_profile
+from ctclab.report.page import NotebookRun, write_index
 
-ROOT = Path(__file__).resolve().parent
+ROOT = REPOSITORY_ROOT
 
 
 def notebooks() -> list[Path]:
@@ -37,8 +38,9 @@ def notebooks() -> list[Path]:
 def inputs_digest(source: Path, profile: str, upstream: str) -> str:
     """Hash of everything a notebook's outputs depend on (see the module docstring)."""
     digest = hashlib.sha256(f"{profile}|{upstream}|".encode())
-    for path in [source, ROOT / "requirements.txt", *sorted(ROOT.glob("*.py"))]:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    sources = [*sorted(ROOT.glob("*.py")), *sorted((ROOT / "ctclab").rglob("*.py"))]  # course modules + package
+    for path in [source, ROOT / "requirements.txt", ROOT / "pyproject.toml", *sources]:
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 

@@ -36,8 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
-import emg_signal
-from char_map import ENGLISH, Alphabet
+from ctclab.emg import signal as emg_signal
+from ctclab.alphabet import ENGLISH, Alphabet
 
 
 class SampleRing:

@@ -27,6 +27,8 @@ falls back to ``Y`` clipped to ``(0, k]`` (absolute discounting), or 0.5 when ``
 
 from __future__ import annotations
 
+from ctclab.data.descriptors import read_texts
+
 import math
 import re
 from collections import Counter, defaultdict
@@ -151,9 +153,7 @@ class NGramLM:
     @classmethod
     def from_descriptors(cls, desc_file: str | Path, order: int = 3) -> "NGramLM":
         """Train on the ``text`` of every line of a JSON-lines descriptor file (the training split)."""
-        from data_generator import read_descriptors
-
-        return cls.train([record["text"] for record in read_descriptors(desc_file)], order)
+        return cls.train(read_texts(desc_file), order)
 
     # ------------------------------------------------------------------ queries
 

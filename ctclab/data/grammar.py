@@ -12,7 +12,7 @@ from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from char_map import ENGLISH
+from ctclab.alphabet import ENGLISH
 
 
 # ---------------------------------------------------------------- grammar: closed vocabulary

@@ -1,0 +1,1 @@
+"""Data: descriptors, audio, features, the embedded speech corpus, real-corpus ingest, batches."""

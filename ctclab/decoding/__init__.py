@@ -1,0 +1,1 @@
+"""Decoding: greedy and prefix beam search, the n-gram LM, error rates, tuning, CTC visuals."""

@@ -1,0 +1,2 @@
+"""Surface EMG: signal processing and features, synthesis, the synthetic corpus, real-format loaders,
+training and scores."""

@@ -1,0 +1,1 @@
+"""Live decoding: BrainFlow boards (synthetic, playback, Cyton), the streaming pipeline, decoders."""

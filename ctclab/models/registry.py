@@ -1,0 +1,102 @@
+"""The model registry: the builder table, ``build`` by name, and the helpers every builder uses.
+
+Every builder is a function ``name(input_dim, ..., output_dim=29) -> keras.Model`` that returns
+an uncompiled Functional model whose last layer is a softmax named ``"softmax"`` (the CTC loss
+reads the logits just before it) and whose ``output_length(input_length)`` gives T' from T
+exactly, for Python ints, NumPy arrays and backend tensors alike.
+
+:func:`model_builder` registers a builder and records its name and arguments in
+``model.builder_config``, so a trained model can be rebuilt from its run folder (see
+:mod:`ctclab.runs`). Builder modules (course, deep, attention) import this module; it imports
+none of them (``import ctclab.models`` registers them all).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Callable
+import keras
+from keras import layers
+
+
+BUILDERS: dict[str, Callable[..., keras.Model]] = {}
+
+
+RNN_LAYERS = {"gru": layers.GRU, "lstm": layers.LSTM, "simple_rnn": layers.SimpleRNN}
+
+
+def model_builder(function: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
+    """Register a builder and record its call arguments on the model it returns."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs) -> keras.Model:
+        model = function(*args, **kwargs)
+        bound = inspect.signature(function).bind(*args, **kwargs)
+        bound.apply_defaults()
+        model.builder_config = {"builder": function.__name__, "arguments": dict(bound.arguments)}
+        return model
+
+    BUILDERS[function.__name__] = wrapper
+    return wrapper
+
+
+def build(builder: str, **arguments) -> keras.Model:
+    """Build a registered model by name, e.g. ``build("rnn_model", input_dim=161, units=200)``."""
+    if builder not in BUILDERS:
+        raise ValueError(f"unknown model builder {builder!r}; choose one of {sorted(BUILDERS)}")
+    return BUILDERS[builder](**arguments)
+
+
+def cnn_output_length(input_length, filter_size: int, border_mode: str, stride: int, dilation: int = 1):
+    """Frames out of a 1-D convolution (course name).
+
+    "same" and "causal" pad so that, before striding, the length is unchanged; "valid" loses
+    the dilated kernel span minus one. Striding then keeps every stride-th frame starting at the
+    first: ceil(length / stride). Works on ints, arrays and tensors; None stays None.
+    """
+    if input_length is None:
+        return None
+    if border_mode not in ("same", "valid", "causal"):
+        raise ValueError(f"border_mode must be 'same', 'valid' or 'causal', got {border_mode!r}")
+    dilated_filter_size = filter_size + (filter_size - 1) * (dilation - 1)
+    length = input_length - dilated_filter_size + 1 if border_mode == "valid" else input_length
+    return (length + stride - 1) // stride
+
+
+def recurrent_layer(rnn_type: str, units: int, name: str, **kwargs) -> layers.Layer:
+    if rnn_type not in RNN_LAYERS:
+        raise ValueError(f"rnn_type must be one of {sorted(RNN_LAYERS)}, got {rnn_type!r}")
+    if rnn_type != "gru":
+        kwargs.pop("reset_after", None)
+    return RNN_LAYERS[rnn_type](units, return_sequences=True, name=name, **kwargs)
+
+
+def time_dense_softmax(x, output_dim: int):
+    """The course's "TimeDistributed dense" to ``output_dim`` logits, then the softmax.
+
+    (B, T, H) -> (B, T, C). A Keras 3 Dense already maps the last axis of every time step with
+    one shared kernel, which is what TimeDistributed(Dense) meant in Keras 2 (same weights,
+    same count). We do not wrap it: in Keras 3.15 a TimeDistributed layer traced with unknown
+    batch and time sizes (a tf.function over variable-length batches) returns B time steps
+    instead of T (see tests/test_sample_models.py::test_graph_mode_unknown_shapes).
+    """
+    logits = layers.Dense(output_dim, name="time_dense")(x)
+    return layers.Activation("softmax", name="softmax", dtype="float32")(logits)
+
+
+def finish_model(inputs, outputs, name: str, output_length: Callable) -> keras.Model:
+    model = keras.Model(inputs, outputs, name=name)
+    model.output_length = output_length
+    return model
+
+
+def features_input(input_dim: int):
+    if input_dim < 1:
+        raise ValueError(f"input_dim must be positive, got {input_dim}")
+    return keras.Input(shape=(None, input_dim), name="the_input")  # (B, T, F)
+
+
+def logits_model(model: keras.Model) -> keras.Model:
+    """The same layers up to the input of the final softmax: (B, T, F) -> (B, T', C) logits."""
+    return keras.Model(model.inputs, model.get_layer("softmax").input, name=f"{model.name}_logits")

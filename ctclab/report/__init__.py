@@ -1,0 +1,1 @@
+"""The report: runs every notebook (papermill), exports them and writes report/index.html."""

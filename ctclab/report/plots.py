@@ -1,0 +1,74 @@
+"""Plots of the course: raw audio, spectrogram / MFCC features and loss curves side by side.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+import numpy as np
+
+
+def plot_raw_audio(samples: np.ndarray, sample_rate: int = 16000, title: str = "Audio signal"):
+    """Waveform against time in seconds. Returns the matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(12, 3))
+    axis.plot(np.arange(samples.shape[0]) / sample_rate, samples, linewidth=0.5)
+    axis.set(title=title, xlabel="time (s)", ylabel="amplitude")
+    figure.tight_layout()
+    return figure
+
+
+def _plot_feature(feature: np.ndarray, title: str, ylabel: str, step_ms: float):
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(12, 4))
+    seconds = feature.shape[0] * step_ms / 1000
+    image = axis.imshow(
+        feature.T, origin="lower", aspect="auto", cmap="magma", extent=(0, seconds, 0, feature.shape[1])
+    )
+    figure.colorbar(image, ax=axis, pad=0.01)
+    axis.set(title=title, xlabel="time (s)", ylabel=ylabel)
+    figure.tight_layout()
+    return figure
+
+
+def plot_spectrogram_feature(feature: np.ndarray, step_ms: float = 10.0):
+    """Heat map of a (frames, bins) spectrogram; bins run 0 Hz (bottom) to max_freq."""
+    return _plot_feature(feature, "Normalized spectrogram", "frequency bin", step_ms)
+
+
+def plot_mfcc_feature(feature: np.ndarray, step_ms: float = 10.0):
+    """Heat map of a (frames, coefficients) MFCC matrix."""
+    return _plot_feature(feature, "Normalized MFCC", "coefficient", step_ms)
+
+
+def plot_loss_curves(histories: Mapping[str, Mapping[str, Sequence[float]]], title: str = "CTC loss"):
+    """Training and validation loss of several models in one seaborn figure.
+
+    Args:
+        histories: model name -> Keras history dict with "loss" and optionally "val_loss".
+
+    Returns:
+        The matplotlib figure (solid lines: training; dashed: validation).
+    """
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    rows = [
+        {"model": name, "epoch": epoch + 1, "split": split, "loss": value}
+        for name, history in histories.items()
+        for key, split in (("loss", "training"), ("val_loss", "validation"))
+        for epoch, value in enumerate(history.get(key, []))
+    ]
+    if not rows:
+        raise ValueError("no loss values to plot: every history is empty")
+    figure, axis = plt.subplots(figsize=(10, 5))
+    sns.lineplot(
+        data=pd.DataFrame(rows), x="epoch", y="loss", hue="model", style="split", marker="o", ax=axis
+    )
+    axis.set(title=title, ylabel="CTC loss per utterance")
+    axis.set_yscale("log")
+    axis.xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # epochs are whole numbers
+    figure.tight_layout()
+    return figure

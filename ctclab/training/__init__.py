@@ -1,0 +1,1 @@
+"""Training: the CTC loss, the trainer with its callbacks, training options, evaluation."""

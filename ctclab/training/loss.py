@@ -1,0 +1,96 @@
+"""The CTC loss and the training wrapper that applies it.
+
+The loss is ``keras.ops.ctc_loss`` on the logits just before each model's softmax, with the
+true number of output frames from the model's own ``output_length`` (not the padded time axis)
+and the blank index from the alphabet. It is backend-agnostic (TensorFlow by default, JAX too)
+because it lives in :meth:`CTCTrainer.compute_loss`, which every Keras 3 backend's train step
+calls.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+from ctclab.models.registry import logits_model
+from ctclab.training import options as training_options
+from ctclab.alphabet import ENGLISH
+
+
+def ctc_batch_loss(labels, logits, label_length, logit_length, blank_index: int = ENGLISH.blank_index):
+    """Per-utterance CTC negative log-likelihood.
+
+    Args:
+        labels: (B, L) int character indices; entries past ``label_length`` are ignored.
+        logits: (B, T, C) unnormalized scores (a log-softmax is applied inside).
+        label_length: (B,) true label lengths.
+        logit_length: (B,) true output frames, e.g. ``model.output_length(input_length)``.
+        blank_index: the alphabet's blank.
+
+    Returns:
+        (B,) float32 losses, -log p(labels | logits).
+    """
+    logits = ops.cast(logits, "float32")  # mixed precision: the forward-backward runs in fp32
+    labels, label_length = ops.cast(labels, "int32"), ops.cast(label_length, "int32")
+    if keras.backend.backend() == "tensorflow":
+        # Same loss, faster kernel: tf.nn.ctc_loss runs a Python-level forward-backward for
+        # dense labels but its C++ kernel for sparse ones (15x faster on 2 CPU cores at
+        # B=20, T=320: 0.60 s vs 0.04 s per loss+gradient).
+        labels = _sparse_labels(labels, label_length)
+    return ops.ctc_loss(labels, logits, label_length, ops.cast(logit_length, "int32"), mask_index=blank_index)
+
+
+def _sparse_labels(labels, label_length):
+    """(B, L) padded labels -> tf.SparseTensor holding only the first label_length[b] of row b."""
+    import tensorflow as tf
+
+    positions = tf.where(tf.sequence_mask(label_length, tf.shape(labels)[1]))  # (N, 2) (row, column)
+    return tf.SparseTensor(positions, tf.gather_nd(labels, positions), tf.cast(tf.shape(labels), tf.int64))
+
+
+class CTCTrainer(keras.Model):
+    """Wraps an acoustic model for ``fit``: batches in, mean CTC loss out.
+
+    Args:
+        acoustic_model: a sample_models builder's output (softmax named "softmax",
+            ``output_length`` attribute).
+        blank_index: the alphabet's blank.
+        l2: weight of the L2 penalty on the model's kernels (0: none).
+        augment: a layer applied to the features in training only (e.g. SpecAugment).
+    """
+
+    def __init__(self, acoustic_model: keras.Model, blank_index: int = ENGLISH.blank_index, l2: float = 0.0,
+                 augment: keras.layers.Layer | None = None, **kwargs):
+        super().__init__(name=f"{acoustic_model.name}_ctc", **kwargs)
+        if not hasattr(acoustic_model, "output_length"):
+            raise ValueError(f"model {acoustic_model.name!r} has no output_length; build it with sample_models")
+        self.acoustic_model = acoustic_model
+        self.logits_model = logits_model(acoustic_model)
+        self.blank_index, self.l2, self.augment = blank_index, l2, augment
+        self.built = True  # the wrapped Functional model is built; no variables of its own
+
+    def call(self, inputs, training=False):
+        features = inputs["features"]  # (B, T, F)
+        if self.augment is not None:
+            features = self.augment(features, training=training)
+        return self.logits_model(features, training=training)  # (B, T', C) logits
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Build only the optimizer (TensorFlow trainer hook, called by fit under a strategy).
+
+        Keras 3.15 would average the first batch over the replicas to build the model, which
+        fails when a batch does not split evenly between them; this trainer is built already.
+        """
+        if self.optimizer is not None and not self.optimizer.built:
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.trainable_variables)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        output_length = self.acoustic_model.output_length(x["input_length"])
+        losses = ctc_batch_loss(y["labels"], y_pred, y["label_length"], output_length, self.blank_index)  # (B,)
+        # the mean, safe for the empty share a replica can get of a batch smaller than the replicas
+        loss = ops.sum(losses) / ops.maximum(ops.cast(ops.shape(losses)[0], "float32"), 1.0)
+        if self.losses:  # weight regularizers, if a builder added any
+            loss = loss + ops.sum(self.losses)
+        if self.l2:
+            loss = loss + training_options.l2_penalty(self.acoustic_model, self.l2)
+        return training_options.replica_share(loss)

@@ -1,0 +1,224 @@
+"""CTC training for any registered acoustic model; each run's files are written through :class:`ctclab.runs.Run`.
+
+Training options (keyword arguments of ``train_model``; machinery in training_options.py):
+warm-up + cosine / exponential learning-rate schedules (``schedule=OptimizerConfig(...)``),
+gradient clipping (``clipnorm`` of any Keras optimizer), an L2 penalty on kernels (``l2``),
+Xavier / Glorot re-initialization (``initializer``), SpecAugment in training only
+(``spec_augment``), mixed precision (``mixed_precision``) and data-parallel training over all
+local GPUs or logical CPUs (``distribute``, TensorFlow's MirroredStrategy).
+"""
+
+from __future__ import annotations
+
+from ctclab.training.loss import CTCTrainer
+from ctclab.runs import Run
+
+import dataclasses
+import time
+from pathlib import Path
+import keras
+import numpy as np
+from ctclab.training import options as training_options
+from ctclab.data.features import FeatureConfig
+from ctclab.alphabet import ENGLISH, Alphabet
+from ctclab.data.generator import AudioGenerator
+from ctclab.models.layers import SpecAugment
+from ctclab.training.options import OptimizerConfig
+
+
+DEFAULT_TRAIN_JSON = "data/speech/train_corpus.json"
+
+
+DEFAULT_VALID_JSON = "data/speech/valid_corpus.json"
+
+
+SPEC_AUGMENT_FIELDS = ("frequency_mask_width", "time_mask_width", "frequency_masks", "time_masks")  # training.json
+
+
+def default_optimizer() -> keras.optimizers.Optimizer:
+    """Adam, lr 1e-3, clipnorm 5: our default.
+
+    The course's SGD (:func:`course_optimizer`) sends the course's model 2 (SimpleRNN, ReLU) to
+    a NaN loss within its first epoch on the embedded corpus; Adam with the same clipping trains
+    every model 0-4.
+    """
+    return keras.optimizers.Adam(learning_rate=1e-3, clipnorm=5.0)
+
+
+def course_optimizer() -> keras.optimizers.Optimizer:
+    """The course's SGD: lr 0.02, Nesterov momentum 0.9, clipnorm 5, 1e-6 inverse-time decay."""
+    schedule = keras.optimizers.schedules.InverseTimeDecay(0.02, decay_steps=1, decay_rate=1e-6)
+    return keras.optimizers.SGD(learning_rate=schedule, momentum=0.9, nesterov=True, clipnorm=5.0)
+
+
+class HistoryLogger(keras.callbacks.Callback):
+    """Appends every epoch's logs and wall time to history.json (and the course pickle)."""
+
+    def __init__(self, run: Run, pickle_name: str | None = None):
+        super().__init__()
+        self.run, self.pickle_name = run, pickle_name
+        self.history = run.history()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+        for values in self.history.values():  # a resumed run rewrites epochs from here on
+            del values[epoch:]
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {}, epoch_seconds=time.perf_counter() - self.started)
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(float(value))
+        self.run.save_history(self.history, self.pickle_name)
+
+
+class BestModelSaver(keras.callbacks.Callback):
+    """Saves the acoustic model (not the training wrapper) when validation loss improves."""
+
+    def __init__(self, acoustic_model: keras.Model, path: Path, history: dict):
+        super().__init__()
+        self.acoustic_model, self.path = acoustic_model, path
+        self.best = min(history.get("val_loss", []), default=np.inf)
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get("val_loss", (logs or {}).get("loss"))
+        if value is not None and np.isfinite(value) and value < self.best:
+            self.best = value
+            self.acoustic_model.save(self.path)
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """Stops training at the first non-finite loss with a message saying what to try."""
+
+    def __init__(self):
+        super().__init__()
+        self.message = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(loss):
+            self.message = (
+                f"training stopped: the loss became {loss} at batch {batch}. Gradients exploded; "
+                "lower the learning rate, tighten clipnorm, or use GRU/LSTM instead of SimpleRNN."
+            )
+            print(self.message)
+            self.model.stop_training = True
+
+
+def train_model(
+    input_to_softmax: keras.Model,
+    pickle_path: str,
+    save_model_path: str,
+    train_json: str | Path = DEFAULT_TRAIN_JSON,
+    valid_json: str | Path = DEFAULT_VALID_JSON,
+    minibatch_size: int = 20,
+    spectrogram: bool = True,
+    mfcc_dim: int = 13,
+    optimizer: keras.optimizers.Optimizer | None = None,
+    epochs: int = 20,
+    verbose: int = 1,
+    sort_by_duration: bool = False,
+    max_duration: float = 10.0,
+    features: FeatureConfig | None = None,
+    alphabet: Alphabet = ENGLISH,
+    results_dir: str | Path = "results",
+    limit: int | None = None,
+    valid_limit: int | None = None,
+    resume: bool = True,
+    feature_loader=None,
+    schedule: OptimizerConfig | None = None,
+    l2: float = 0.0,
+    initializer: str | None = None,
+    spec_augment: SpecAugment | None = None,
+    mixed_precision: bool | str = False,
+    distribute: bool = False,
+) -> dict:
+    """Train an acoustic model with CTC and save its history and best weights (course name).
+
+    Args:
+        input_to_softmax: an uncompiled model from sample_models.
+        pickle_path: file name of the pickled history inside the run folder.
+        save_model_path: names the run: results/<stem>/ (e.g. "model_0.keras" -> results/model_0/).
+        train_json, valid_json: JSON-lines descriptors.
+        minibatch_size: utterances per batch.
+        spectrogram: True for the 161-bin spectrogram, False for MFCC (ignored if ``features``).
+        mfcc_dim: MFCC size when ``spectrogram`` is False.
+        optimizer: defaults to :func:`default_optimizer` (the course's SGD is :func:`course_optimizer`).
+        epochs: total epochs, counting epochs a resumed run already did.
+        verbose: Keras progress output (0 silent, 1 bar, 2 one line per epoch).
+        sort_by_duration: SortaGrad (shortest-first first epoch).
+        max_duration: longer clips are skipped, in seconds.
+        features: explicit feature configuration (overrides spectrogram / mfcc_dim).
+        alphabet: label alphabet; the model's output_dim must equal ``alphabet.output_dim``.
+        results_dir: parent folder of the run folder.
+        limit, valid_limit: use only the first N training / validation utterances.
+        resume: continue from results/<name>/backup when it exists.
+        feature_loader: ``key -> (T, F)`` features for non-audio data (the sEMG path); then
+            ``features`` is that loader's configuration dataclass (see AudioGenerator).
+        schedule: Adam with warm-up and cosine / exponential decay over ``epochs`` (instead of
+            ``optimizer``; see training_options.OptimizerConfig).
+        l2: weight of an L2 penalty on every kernel, added to the loss (the thesis tried 5e-4).
+        initializer: re-draw every kernel first with this Keras initializer, e.g.
+            "glorot_normal" (Xavier); None keeps the builder's initialization.
+        spec_augment: a model_layers.SpecAugment applied to training batches only.
+        mixed_precision: True for "mixed_float16" on a GPU / "mixed_bfloat16" on a CPU, or a
+            policy name; the softmax, the CTC loss and the weights stay float32.
+        distribute: train data-parallel with tf.distribute.MirroredStrategy over every visible
+            GPU (or logical CPU device); each batch is split between the replicas.
+
+    Returns:
+        The full history dict (every epoch of this and earlier resumed runs).
+    """
+    if optimizer is not None and schedule is not None:
+        raise ValueError("pass either optimizer or schedule, not both")
+    policy = training_options.precision_policy(mixed_precision)
+    features = features or FeatureConfig(kind="spectrogram" if spectrogram else "mfcc", mfcc_dim=mfcc_dim)
+    input_dim, output_dim = input_to_softmax.input_shape[-1], input_to_softmax.output_shape[-1]
+    if input_dim != features.feature_dim:
+        raise ValueError(f"model input_dim {input_dim} != feature_dim {features.feature_dim} of {features.kind}")
+    if output_dim != alphabet.output_dim:
+        raise ValueError(f"model output_dim {output_dim} != {alphabet.output_dim} outputs of {alphabet.name!r}")
+    run = Run.named(results_dir, save_model_path)
+    run.start(resume)
+
+    common = dict(features=features, alphabet=alphabet, minibatch_size=minibatch_size,
+                  max_duration=max_duration, output_length=input_to_softmax.output_length,
+                  feature_loader=feature_loader)
+    train_gen = AudioGenerator(train_json, sort_by_duration=sort_by_duration, limit=limit, **common)
+    valid_gen = AudioGenerator(valid_json, shuffle=False, normalizer=train_gen.normalizer, limit=valid_limit, **common)
+    run.save_setup(train_gen.normalizer, features, alphabet, getattr(input_to_softmax, "builder_config", None))
+
+    if initializer:
+        training_options.initialize_kernels(input_to_softmax, initializer)
+    history_logger = HistoryLogger(run, pickle_path)
+    stop_on_nan = StopOnNaN()
+    with training_options.training_scope(input_to_softmax, policy, distribute) as (model, strategy):
+        augment = SpecAugment.from_config(spec_augment.get_config()) if spec_augment else None  # made in scope
+        trainer = CTCTrainer(model, alphabet.blank_index, l2=l2, augment=augment)
+        if schedule is not None:
+            optimizer = training_options.build_optimizer(schedule, len(train_gen), epochs)
+        elif optimizer is not None and strategy is not None:  # its variables must live in the scope
+            optimizer = optimizer.__class__.from_config(optimizer.get_config())
+        # TensorFlow: no XLA; it compiles once per padded batch shape (30-60 s each on 2 cores),
+        # which costs more than it saves. JAX: jax.jit is its only compiled path (30x faster steps,
+        # benchmarks/train_step.py), so it stays on there.
+        trainer.compile(optimizer=optimizer or default_optimizer(), jit_compile=keras.backend.backend() == "jax")
+        options = {"precision": policy, "replicas": strategy.num_replicas_in_sync if strategy else 1, "l2": l2,
+                   "initializer": initializer, "schedule": dataclasses.asdict(schedule) if schedule else None,
+                   "spec_augment": {key: augment.get_config()[key] for key in SPEC_AUGMENT_FIELDS} if augment else None}
+        run.save_training_options(options)
+        callbacks = [
+            stop_on_nan,
+            history_logger,
+            BestModelSaver(model, run.model_path, history_logger.history),
+            keras.callbacks.BackupAndRestore(str(run.backup_dir), delete_checkpoint=False),
+        ]
+        trainer.fit(
+            train_gen.fit_data(), validation_data=valid_gen.fit_data(), epochs=epochs, verbose=verbose,
+            callbacks=callbacks, shuffle=False,  # the generator shuffles (bucketed, SortaGrad)
+        )
+    if model is not input_to_softmax:  # trained as a rebuilt copy (mixed precision / replicas)
+        input_to_softmax.set_weights(model.get_weights())
+    history = dict(history_logger.history)
+    if stop_on_nan.message:
+        history["stopped"] = stop_on_nan.message
+    return history
