@@ -10,5 +10,11 @@ from ctclab.data.features import Normalizer
 from ctclab.data.generator import AudioGenerator, vis_train_features
 from ctclab.data.ingest import create_desc_json
 
-__all__ = ["AudioGenerator", "Normalizer", "create_desc_json", "read_descriptors", "vis_train_features",
-           "write_descriptors"]
+__all__ = [
+    "AudioGenerator",
+    "Normalizer",
+    "create_desc_json",
+    "read_descriptors",
+    "vis_train_features",
+    "write_descriptors",
+]

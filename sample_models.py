@@ -15,5 +15,13 @@ from ctclab.models.course import (
 from ctclab.models.deep import cnn_birnn_model as final_model
 from ctclab.models.registry import build, cnn_output_length
 
-__all__ = ["bidirectional_rnn_model", "build", "cnn_output_length", "cnn_rnn_model", "deep_rnn_model",
-           "final_model", "rnn_model", "simple_rnn_model"]
+__all__ = [
+    "bidirectional_rnn_model",
+    "build",
+    "cnn_output_length",
+    "cnn_rnn_model",
+    "deep_rnn_model",
+    "final_model",
+    "rnn_model",
+    "simple_rnn_model",
+]

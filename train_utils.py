@@ -8,5 +8,14 @@ from ctclab.runs import load_histories, load_history, load_trained_model
 from ctclab.training.evaluation import compare_models, evaluate_model, predict_texts
 from ctclab.training.trainer import course_optimizer, default_optimizer, train_model
 
-__all__ = ["compare_models", "course_optimizer", "default_optimizer", "evaluate_model", "load_histories",
-           "load_history", "load_trained_model", "predict_texts", "train_model"]
+__all__ = [
+    "compare_models",
+    "course_optimizer",
+    "default_optimizer",
+    "evaluate_model",
+    "load_histories",
+    "load_history",
+    "load_trained_model",
+    "predict_texts",
+    "train_model",
+]

@@ -9,7 +9,17 @@ from ctclab.data.features import FeatureConfig, calc_feat_dim, featurize, featur
 from ctclab.report.plots import plot_loss_curves, plot_mfcc_feature, plot_raw_audio, plot_spectrogram_feature
 
 __all__ = [
-    "AudioError", "FeatureConfig", "calc_feat_dim", "featurize", "featurize_file", "logmel", "mfcc",
-    "plot_loss_curves", "plot_mfcc_feature", "plot_raw_audio", "plot_spectrogram_feature", "read_audio",
+    "AudioError",
+    "FeatureConfig",
+    "calc_feat_dim",
+    "featurize",
+    "featurize_file",
+    "logmel",
+    "mfcc",
+    "plot_loss_curves",
+    "plot_mfcc_feature",
+    "plot_raw_audio",
+    "plot_spectrogram_feature",
+    "read_audio",
     "spectrogram",
 ]

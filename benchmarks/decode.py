@@ -38,13 +38,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ctclab.decoding.pyctc import pyctcdecode_decoder, pyctcdecode_labels
-from ctclab.decoding.tuning import find_decoding_run, run_probabilities, synthetic_posteriors
+from ctclab.data.descriptors import read_descriptors
 from ctclab.decoding.beam import prefix_beam_search
 from ctclab.decoding.greedy import greedy_decode
-from ctclab.decoding.metrics import cer, wer
-from ctclab.data.descriptors import read_descriptors
 from ctclab.decoding.lm import NGramLM
+from ctclab.decoding.metrics import cer, wer
+from ctclab.decoding.pyctc import pyctcdecode_decoder, pyctcdecode_labels
+from ctclab.decoding.tuning import find_decoding_run, run_probabilities, synthetic_posteriors
 from ctclab.profiles import get_profile
 
 
@@ -58,12 +58,10 @@ def posteriors(args) -> tuple[list[np.ndarray], list[str], str]:
     else:
         run, reason = find_decoding_run(profile)
     if run is not None:
-        probabilities, references = run_probabilities(run, profile.descriptor("test"),
-                                                                  limit=args.utterances)
+        probabilities, references = run_probabilities(run, profile.descriptor("test"), limit=args.utterances)
         return probabilities, references, f"trained run: {reason}"
     references = [record["text"] for record in read_descriptors(profile.descriptor("test"))][: args.utterances]
-    probabilities = [synthetic_posteriors(text, seed=i, confusion_rate=0.15)
-                     for i, text in enumerate(references)]
+    probabilities = [synthetic_posteriors(text, seed=i, confusion_rate=0.15) for i, text in enumerate(references)]
     return probabilities, references, f"synthetic posteriors of the test transcripts ({reason})"
 
 
@@ -84,8 +82,9 @@ def decoders(args, lm: NGramLM, arpa_path: Path) -> dict:
         import kenlm  # noqa: F401
         from pyctcdecode import build_ctcdecoder
 
-        kenlm_decoder = build_ctcdecoder(pyctcdecode_labels(), str(arpa_path), sorted(lm.words),
-                                         alpha=args.alpha, beta=args.beta)
+        kenlm_decoder = build_ctcdecoder(
+            pyctcdecode_labels(), str(arpa_path), sorted(lm.words), alpha=args.alpha, beta=args.beta
+        )
         table["pyctcdecode+KenLM"] = lambda p: kenlm_decoder.decode(p, **theirs)
     except ImportError:
         print("kenlm is not installed: no pyctcdecode+KenLM row")
@@ -100,20 +99,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run", help="decode this run folder (default: find_decoding_run)")
     parser.add_argument("--beam-width", type=int, default=32, help="beams kept per frame (default 32)")
     parser.add_argument("--prune", type=float, default=-10.0, help="characters need ln p >= this (default -10)")
-    parser.add_argument("--beam-prune", type=float, default=10.0,
-                        help="beams within this many nats of the best (default 10)")
+    parser.add_argument(
+        "--beam-prune", type=float, default=10.0, help="beams within this many nats of the best (default 10)"
+    )
     parser.add_argument("--alpha", type=float, default=0.5, help="LM weight (default 0.5)")
     parser.add_argument("--beta", type=float, default=1.0, help="word bonus in nats (default 1.0)")
-    parser.add_argument("--repeats", type=int, default=2,
-                        help="timed rounds per decoder; the fastest counts (default 2)")
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="timed rounds per decoder; the fastest counts (default 2)"
+    )
     args = parser.parse_args(argv)
 
     probabilities, references, source = posteriors(args)
     lm = NGramLM.from_descriptors(get_profile(args.profile).descriptor("train"), order=3)
     frames = sum(len(p) for p in probabilities)
     print(f"{len(probabilities)} utterances, {frames} frames; {source}")
-    print(f"LM: 3-gram, {lm.counts()} n-grams; beam {args.beam_width}, prune ln p >= {args.prune}, "
-          f"beam prune {args.beam_prune} nats, alpha {args.alpha}, beta {args.beta}")
+    print(
+        f"LM: 3-gram, {lm.counts()} n-grams; beam {args.beam_width}, prune ln p >= {args.prune}, "
+        f"beam prune {args.beam_prune} nats, alpha {args.alpha}, beta {args.beta}"
+    )
     with tempfile.TemporaryDirectory() as folder:
         table = decoders(args, lm, lm.save_arpa(Path(folder) / "lm.arpa"))
         seconds = {name: np.inf for name in table}
@@ -129,12 +132,18 @@ def main(argv: list[str] | None = None) -> None:
     rows = {}
     for name in table:
         ours = texts["ours beam+LM" if "LM" in name else "ours beam"]
-        rows[name] = {"utterances/s": len(probabilities) / seconds[name], "WER": wer(references, texts[name]),
-                      "CER": cer(references, texts[name]),
-                      "same as ours": np.mean([mine == other for mine, other in zip(ours, texts[name])])}
+        rows[name] = {
+            "utterances/s": len(probabilities) / seconds[name],
+            "WER": wer(references, texts[name]),
+            "CER": cer(references, texts[name]),
+            "same as ours": np.mean([mine == other for mine, other in zip(ours, texts[name])]),
+        }
     print(pd.DataFrame.from_dict(rows, orient="index").to_string(float_format=lambda value: f"{value:.3f}"))
-    pairs = (("ours beam+LM", "pyctcdecode beam+LM"), ("ours beam+LM", "pyctcdecode+KenLM"),
-             ("ours beam", "pyctcdecode beam"))
+    pairs = (
+        ("ours beam+LM", "pyctcdecode beam+LM"),
+        ("ours beam+LM", "pyctcdecode+KenLM"),
+        ("ours beam", "pyctcdecode beam"),
+    )
     for ours, theirs in pairs:
         if theirs in rows:
             print(f"speed ratio {ours} / {theirs}: {seconds[theirs] / seconds[ours]:.2f}x")

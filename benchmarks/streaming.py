@@ -32,7 +32,6 @@ import argparse
 import itertools
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,13 +40,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
+from ctclab import profiles
 from ctclab.decoding.metrics import cer
 from ctclab.emg import training as emg
 from ctclab.live import decoding as live_decoding
 from ctclab.live import openbci
-from ctclab import profiles
-from ctclab.runs import load_trained_model
 from ctclab.live.streaming import StreamConfig, compiled_model_call
+from ctclab.runs import load_trained_model
 
 BUDGET_MS = 30.0  # per-window processing budget for a 300 ms hop
 
@@ -57,8 +56,9 @@ def model_call_costs(model, frames: int, feature_dim: int, calls: int = 30) -> d
     import tensorflow as tf
 
     window = np.random.default_rng(0).normal(size=(frames, feature_dim)).astype(np.float32)
-    plain = tf.function(lambda x: model(x, training=False),
-                        input_signature=[tf.TensorSpec((1, frames, feature_dim), tf.float32)])
+    plain = tf.function(
+        lambda x: model(x, training=False), input_signature=[tf.TensorSpec((1, frames, feature_dim), tf.float32)]
+    )
     candidates = {
         "XLA tf.function (used)": compiled_model_call(model, frames, feature_dim),
         "tf.function without XLA": lambda x: plain(x[None]).numpy()[0],
@@ -79,11 +79,17 @@ def model_call_costs(model, frames: int, feature_dim: int, calls: int = 30) -> d
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default=None, help="whose corpus and notebook-04 run ($PROFILE or quick)")
-    parser.add_argument("--run", default=None, help="an sEMG run folder (default: the best under results/<profile>/emg)")
+    parser.add_argument(
+        "--run", default=None, help="an sEMG run folder (default: the best under results/<profile>/emg)"
+    )
     parser.add_argument("--minutes", type=float, default=3.0, help="minutes of signal to stream")
     parser.add_argument("--speed", type=float, default=1.0, help="replay speed (>1: faster than real time)")
-    parser.add_argument("--board", default="cyton_wifi", choices=["cyton_wifi", "cyton", "synthetic"],
-                        help="layout of the playback file (its rate is the board's)")
+    parser.add_argument(
+        "--board",
+        default="cyton_wifi",
+        choices=["cyton_wifi", "cyton", "synthetic"],
+        help="layout of the playback file (its rate is the board's)",
+    )
     parser.add_argument("--hop-ms", type=float, default=300.0)
     parser.add_argument("--left-ms", type=float, default=600.0)
     parser.add_argument("--right-ms", type=float, default=120.0)
@@ -106,10 +112,12 @@ def main(argv=None) -> None:
     script = live_decoding.write_playback_file(folder / "benchmark.csv", recordings, 1000, args.board, args.speed)
     config = StreamConfig(hop_ms=args.hop_ms, left_context_ms=args.left_ms, right_context_ms=args.right_ms)
     decoder = live_decoding.emg_decoder(model, normalizer, feature_config, alphabet, script.sampling_rate, config)
-    print(f"run {run_dir} ({model.builder_config['builder']}, {model.count_params():,} parameters); "
-          f"{len(recordings)} sentences, {script.duration_s:.0f} s of signal at {script.sampling_rate} Hz "
-          f"({args.board} layout), replayed at {args.speed}x; window {decoder.window} samples "
-          f"= {args.left_ms:.0f} + {args.hop_ms:.0f} + {args.right_ms:.0f} ms, {os.cpu_count()} CPU cores")
+    print(
+        f"run {run_dir} ({model.builder_config['builder']}, {model.count_params():,} parameters); "
+        f"{len(recordings)} sentences, {script.duration_s:.0f} s of signal at {script.sampling_rate} Hz "
+        f"({args.board} layout), replayed at {args.speed}x; window {decoder.window} samples "
+        f"= {args.left_ms:.0f} + {args.hop_ms:.0f} + {args.right_ms:.0f} ms, {os.cpu_count()} CPU cores"
+    )
 
     playback = openbci.BoardConfig("playback", playback_file=script.path, master_board=args.board)
     with openbci.BoardSession(playback) as session:
@@ -120,17 +128,23 @@ def main(argv=None) -> None:
     offline_cer = cer(script.texts, offline)
 
     print(f"\nwindows {summary['windows']}, wall {summary['wall s']:.1f} s for {summary['signal s']:.1f} s of signal")
-    print(f"processing per window: median {summary['processing ms median']:.1f} ms, "
-          f"p95 {summary['processing ms p95']:.1f} ms; median / budget {BUDGET_MS:.0f} ms = "
-          f"{summary['processing ms median'] / BUDGET_MS:.2f} ({'within' if summary['processing ms median'] <= BUDGET_MS else 'OVER'})")
-    print(f"latency (acquisition to text): median {summary['latency ms median']:.0f} ms, "
-          f"p95 {summary['latency ms p95']:.0f} ms" + (f"  [at {args.speed}x: the look-ahead arrives faster]"
-                                                       if args.speed != 1 else ""))
+    print(
+        f"processing per window: median {summary['processing ms median']:.1f} ms, "
+        f"p95 {summary['processing ms p95']:.1f} ms; median / budget {BUDGET_MS:.0f} ms = "
+        f"{summary['processing ms median'] / BUDGET_MS:.2f} ({'within' if summary['processing ms median'] <= BUDGET_MS else 'OVER'})"
+    )
+    print(
+        f"latency (acquisition to text): median {summary['latency ms median']:.0f} ms, "
+        f"p95 {summary['latency ms p95']:.0f} ms"
+        + (f"  [at {args.speed}x: the look-ahead arrives faster]" if args.speed != 1 else "")
+    )
     print(f"real-time factor {summary['real-time factor']:.3f} (processing s per s of signal)")
-    print(f"samples: in {report.samples_in}, filtered {report.samples_filtered} "
-          f"(ratio {report.samples_filtered / report.samples_in:.4f}), resampled {report.samples_resampled}, "
-          f"decoded {report.samples_decoded} (ratio {report.samples_decoded / max(1, report.samples_resampled):.4f}), "
-          f"file {script.num_samples}, board gaps {report.board_gaps}")
+    print(
+        f"samples: in {report.samples_in}, filtered {report.samples_filtered} "
+        f"(ratio {report.samples_filtered / report.samples_in:.4f}), resampled {report.samples_resampled}, "
+        f"decoded {report.samples_decoded} (ratio {report.samples_decoded / max(1, report.samples_resampled):.4f}), "
+        f"file {script.num_samples}, board gaps {report.board_gaps}"
+    )
     print(f"CER live {live_cer:.3f}; offline, the same model on each whole 1000 Hz sentence {offline_cer:.3f}")
 
     costs = model_call_costs(model, decoder.window_frames, decoder.feature_dim)

@@ -52,12 +52,11 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from ctclab.data.features import FeatureCache, FeatureConfig
+from ctclab.data.generator import AudioGenerator
 from ctclab.models.registry import BUILDERS, build, logits_model
 from ctclab.training.loss import CTCTrainer, ctc_batch_loss
 from ctclab.training.trainer import StopOnNaN, course_optimizer, default_optimizer
-from ctclab.data.features import FeatureConfig
-from ctclab.data.features import FeatureCache
-from ctclab.data.generator import AudioGenerator
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 COURSE_MODELS = ["simple_rnn_model", "rnn_model", "cnn_rnn_model", "deep_rnn_model", "bidirectional_rnn_model"]
@@ -187,8 +186,14 @@ class FitSettings:
 
 
 def time_fit(
-    model: keras.Model, batch: Batch, generator: AudioGenerator, settings: FitSettings,
-    num_steps: int, warmup_steps: int, between_steps: Callable[[], None], max_seconds: float,
+    model: keras.Model,
+    batch: Batch,
+    generator: AudioGenerator,
+    settings: FitSettings,
+    num_steps: int,
+    warmup_steps: int,
+    between_steps: Callable[[], None],
+    max_seconds: float,
 ) -> Timing:
     """Train ``model`` (in place) on ``batch`` through CTCTrainer.fit, timing every batch.
 
@@ -207,7 +212,8 @@ def time_fit(
     """
     trainer = CTCTrainer(model)
     trainer.compile(
-        optimizer=OPTIMIZERS[settings.optimizer](), jit_compile=settings.jit_compile,
+        optimizer=OPTIMIZERS[settings.optimizer](),
+        jit_compile=settings.jit_compile,
         steps_per_execution=settings.steps_per_execution,
     )
     timer = StepTimer(between_steps, settings.steps_per_execution, warmup_steps, max_seconds)
@@ -379,20 +385,37 @@ def alternative_settings(optimizer: str) -> list[tuple[str, FitSettings]]:
 
 def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="2",
-                        help="course model 0-4 or a sample_models builder name (default 2: cnn_rnn_model)")
+    parser.add_argument(
+        "--model", default="2", help="course model 0-4 or a sample_models builder name (default 2: cnn_rnn_model)"
+    )
     parser.add_argument("--steps", type=int, default=30, help="timed training steps after warm-up (default 30)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed first steps: tracing, compilation (default 5)")
     parser.add_argument("--minibatch-size", type=int, default=20, help="utterances per batch (default 20)")
-    parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="default",
-                        help="default: train_model's (default_optimizer); course: the course's SGD")
-    parser.add_argument("--max-fit-seconds", type=float, default=30.0,
-                        help=f"stop a fit once its timed steps took this long (>= {MINIMUM_TIMED_STEPS} kept; default 30)")
-    parser.add_argument("--alternatives", choices=("auto", "always", "never"), default="auto",
-                        help="measure fit under other settings; auto: when fit/raw misses its target")
+    parser.add_argument(
+        "--optimizer",
+        choices=sorted(OPTIMIZERS),
+        default="default",
+        help="default: train_model's (default_optimizer); course: the course's SGD",
+    )
+    parser.add_argument(
+        "--max-fit-seconds",
+        type=float,
+        default=30.0,
+        help=f"stop a fit once its timed steps took this long (>= {MINIMUM_TIMED_STEPS} kept; default 30)",
+    )
+    parser.add_argument(
+        "--alternatives",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="measure fit under other settings; auto: when fit/raw misses its target",
+    )
     parser.add_argument("--train-json", type=Path, default=REPOSITORY_ROOT / "data/speech/train_corpus.json")
-    parser.add_argument("--cache-dir", type=Path, default=REPOSITORY_ROOT / "data/features",
-                        help="the feature cache AudioGenerator reads (default data/features)")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=REPOSITORY_ROOT / "data/features",
+        help="the feature cache AudioGenerator reads (default data/features)",
+    )
     arguments = parser.parse_args()
     if arguments.model.isdigit():
         if not 0 <= int(arguments.model) < len(COURSE_MODELS):
@@ -416,8 +439,14 @@ def main() -> None:
     initial_weights = model.get_weights()  # the raw step's model starts from these too
 
     started = time.perf_counter()
-    generator = AudioGenerator(arguments.train_json, features=features, minibatch_size=arguments.minibatch_size,
-                               output_length=model.output_length, cache_dir=arguments.cache_dir, verbose=False)
+    generator = AudioGenerator(
+        arguments.train_json,
+        features=features,
+        minibatch_size=arguments.minibatch_size,
+        output_length=model.output_length,
+        cache_dir=arguments.cache_dir,
+        verbose=False,
+    )
     construction_seconds = time.perf_counter() - started
     indices, batch = median_length_batch(generator, arguments.minibatch_size)
 
@@ -454,25 +483,52 @@ def main() -> None:
     disk_ms = 1000.0 * time_feature_loading(generator, indices, cache_dir=arguments.cache_dir)
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"backend {backend}, model {arguments.model} ({model.count_params():,} params), "
-          f"batch {arguments.minibatch_size} x {batch[0]['features'].shape[1]} frames, {arguments.optimizer} optimizer, "
-          f"{cores} CPU cores")
-    print(row(f"fit step   (train_model's compile, fit_data, verbose={NOTEBOOK_VERBOSE})", f"{fit_ms:.1f} ms",
-              f"(median of {len(fit.timed(warmup))} after {warmup} warm-up)"))
+    print(
+        f"backend {backend}, model {arguments.model} ({model.count_params():,} params), "
+        f"batch {arguments.minibatch_size} x {batch[0]['features'].shape[1]} frames, {arguments.optimizer} optimizer, "
+        f"{cores} CPU cores"
+    )
+    print(
+        row(
+            f"fit step   (train_model's compile, fit_data, verbose={NOTEBOOK_VERBOSE})",
+            f"{fit_ms:.1f} ms",
+            f"(median of {len(fit.timed(warmup))} after {warmup} warm-up)",
+        )
+    )
     print(row(raw_label, f"{raw_ms:.1f} ms", f"(median of {len(raw.timed(warmup))}, alternating with fit)"))
     print(row("ratio fit/raw", f"{fit_ms / raw_ms:.2f}", f"(target <= {FIT_TO_RAW_TARGET})"))
     print(row("first step, fit / raw (tracing, compilation)", f"{fit.seconds[0]:.1f} s", f"/ {raw.seconds[0]:.1f} s"))
     print(row("first-step loss, fit / raw (same work)", f"{fit.first_loss:.3f}", f"/ {raw.first_loss:.3f}"))
-    print(row("generator  (cached, per batch)", f"{generator_ms:.2f} ms",
-              f"(median of all {len(generator_seconds)} batches of a shuffled epoch, "
-              f"{len(generator_timer.shapes)} padded shapes)"))
-    print(row("ratio generator/fit step", f"{100 * generator_ms / fit_ms:.1f} %",
-              f"(target <= {100 * GENERATOR_TO_STEP_TARGET:.0f} %)"))
+    print(
+        row(
+            "generator  (cached, per batch)",
+            f"{generator_ms:.2f} ms",
+            f"(median of all {len(generator_seconds)} batches of a shuffled epoch, "
+            f"{len(generator_timer.shapes)} padded shapes)",
+        )
+    )
+    print(
+        row(
+            "ratio generator/fit step",
+            f"{100 * generator_ms / fit_ms:.1f} %",
+            f"(target <= {100 * GENERATOR_TO_STEP_TARGET:.0f} %)",
+        )
+    )
     print(row("generator / raw step", f"{100 * generator_ms / raw_ms:.1f} %"))
-    print(row("cold featurization of the batch (no cache)", f"{cold_ms:.0f} ms",
-              f"({cold_ms / generator_ms:.0f}x the in-memory batch)"))
-    print(row("disk-cache load of the batch (.npy)", f"{disk_ms:.1f} ms",
-              f"(the generator loaded all {len(generator.texts)} in {construction_seconds:.1f} s, once)"))
+    print(
+        row(
+            "cold featurization of the batch (no cache)",
+            f"{cold_ms:.0f} ms",
+            f"({cold_ms / generator_ms:.0f}x the in-memory batch)",
+        )
+    )
+    print(
+        row(
+            "disk-cache load of the batch (.npy)",
+            f"{disk_ms:.1f} ms",
+            f"(the generator loaded all {len(generator.texts)} in {construction_seconds:.1f} s, once)",
+        )
+    )
 
     missed = fit_ms / raw_ms > FIT_TO_RAW_TARGET
     if arguments.alternatives == "always" or (arguments.alternatives == "auto" and missed):
@@ -482,9 +538,14 @@ def main() -> None:
                 build_model(arguments.model, features.feature_dim, initial_weights), settings
             )
             alternative_ms, paired_raw_ms = alternative_fit.median_ms(warmup), alternative_raw.median_ms(warmup)
-            print(row(f"  fit with {label}", f"{alternative_ms:.1f} ms",
-                      f"raw {paired_raw_ms:.1f} ms, fit/raw {alternative_ms / paired_raw_ms:.2f}, "
-                      f"first step {alternative_fit.seconds[0]:.1f} s"))
+            print(
+                row(
+                    f"  fit with {label}",
+                    f"{alternative_ms:.1f} ms",
+                    f"raw {paired_raw_ms:.1f} ms, fit/raw {alternative_ms / paired_raw_ms:.2f}, "
+                    f"first step {alternative_fit.seconds[0]:.1f} s",
+                )
+            )
 
 
 if __name__ == "__main__":

@@ -104,8 +104,9 @@ class Run:
                 elif stale.exists():
                     stale.unlink()
 
-    def save_setup(self, normalizer: Normalizer, features: Any, alphabet: Alphabet,
-                   builder_config: dict | None) -> None:
+    def save_setup(
+        self, normalizer: Normalizer, features: Any, alphabet: Alphabet, builder_config: dict | None
+    ) -> None:
         """What a trained model needs to be used again: normalizer, features, alphabet, builder."""
         class_name = type(features).__name__
         if class_name not in FEATURE_CONFIGS:
@@ -216,15 +217,21 @@ def find_runs(results_dir: str | Path, depth: int = 1, trained: bool = False) ->
 
 def best_run(results_dir: str | Path, where: Callable[[Run], bool] | None = None) -> Run | None:
     """The trained run under ``results_dir`` with the lowest best validation loss (None if none)."""
-    scored = [(run.best_val_loss(), run.name, run) for run in find_runs(results_dir, trained=True)
-              if where is None or where(run)]
+    scored = [
+        (run.best_val_loss(), run.name, run)
+        for run in find_runs(results_dir, trained=True)
+        if where is None or where(run)
+    ]
     return min(scored)[2] if scored else None
 
 
 def best_scored_run(results_dir: str | Path, where: Callable[[Run], bool] | None = None) -> Run | None:
     """The trained run with the lowest CER in its scores.json, else the most recently trained."""
-    candidates = [(run.scores().get("cer", math.inf), -run.model_path.stat().st_mtime, run.name, run)
-                  for run in find_runs(results_dir, trained=True) if where is None or where(run)]
+    candidates = [
+        (run.scores().get("cer", math.inf), -run.model_path.stat().st_mtime, run.name, run)
+        for run in find_runs(results_dir, trained=True)
+        if where is None or where(run)
+    ]
     return min(candidates)[3] if candidates else None
 
 
@@ -240,7 +247,9 @@ def load_histories(results_dir: str | Path = "results", names: Iterable[str] | N
     return {run.name: run.history() for run in find_runs(results_dir) if wanted is None or run.name in wanted}
 
 
-def load_trained_model(run_dir: str | Path) -> tuple[keras.Model, Normalizer, FeatureConfig | EMGFeatureConfig, Alphabet]:
+def load_trained_model(
+    run_dir: str | Path,
+) -> tuple[keras.Model, Normalizer, FeatureConfig | EMGFeatureConfig, Alphabet]:
     """:meth:`Run.load_model` of the run in ``run_dir``."""
     return Run(Path(run_dir)).load_model()
 

@@ -6,24 +6,25 @@ Prints one JSON line; tests/test_training.py runs it with KERAS_BACKEND=jax in a
 
 import json
 
-import numpy as np
-
-
 import keras
+import numpy as np
+from ctc_reference import brute_force_ctc, random_ctc_case
 
 from ctclab.models.registry import build
 from ctclab.training.loss import CTCTrainer, ctc_batch_loss
-from ctc_reference import brute_force_ctc, random_ctc_case
 
 result = {"backend": keras.backend.backend()}
 builders = ["simple_rnn_model", "rnn_model", "cnn_rnn_model", "deep_rnn_model", "bidirectional_rnn_model"]
 models = {name: build(name, input_dim=13) for name in builders}
 result["output_shapes_ok"] = all(
-    tuple(model(np.zeros((1, 50, 13), np.float32)).shape) == (1, model.output_length(50), 29) for model in models.values()
+    tuple(model(np.zeros((1, 50, 13), np.float32)).shape) == (1, model.output_length(50), 29)
+    for model in models.values()
 )
 labels, logits, label_length, logit_length, blank = random_ctc_case(np.random.default_rng(3))
 ours = np.asarray(ctc_batch_loss(labels, logits, label_length, logit_length, blank))
-reference = [brute_force_ctc(logits[b, : logit_length[b]], labels[b, : label_length[b]], blank) for b in range(len(labels))]
+reference = [
+    brute_force_ctc(logits[b, : logit_length[b]], labels[b, : label_length[b]], blank) for b in range(len(labels))
+]
 result["max_ctc_error"] = float(np.max(np.abs(ours - np.asarray(reference))))
 trainer = CTCTrainer(models["cnn_rnn_model"])
 # the same compile as train_model: jax.jit on JAX (its only compiled path), no XLA on TensorFlow

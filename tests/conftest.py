@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import soundfile
 
+from ctclab.data import descriptors
+
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -28,8 +30,8 @@ def write_tone(path: Path, seconds: float, sample_rate: int = 16000, frequency: 
 
 
 def write_descriptors(path: Path, records: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(record) + "\n" for record in records))
-    return path
+    """A descriptor file of ``records`` at ``path`` (the package's one writer)."""
+    return descriptors.write_descriptors(records, path)
 
 
 @pytest.fixture
@@ -50,8 +52,13 @@ def run_check_script(name: str, backend: str, *arguments, cwd: Path | None = Non
     them, so checks of another configuration run as their own process.
     """
     completed = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / name), *map(str, arguments)], cwd=cwd,
-        env=dict(os.environ, KERAS_BACKEND=backend), capture_output=True, text=True, timeout=600, check=False,
+        [sys.executable, str(ROOT / "tests" / name), *map(str, arguments)],
+        cwd=cwd,
+        env=dict(os.environ, KERAS_BACKEND=backend),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert completed.returncode == 0, f"{name} failed:\n{completed.stderr[-3000:]}"
     return json.loads(completed.stdout.strip().splitlines()[-1])

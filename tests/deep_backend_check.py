@@ -6,10 +6,8 @@ Prints one JSON line; tests/test_deep_models.py runs it with KERAS_BACKEND=jax i
 
 import json
 
-import numpy as np
-
-
 import keras
+import numpy as np
 from test_deep_models import SMALL
 
 from ctclab.models.registry import build

@@ -13,13 +13,14 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-import keras
-import numpy as np
+# the logical devices must exist before Keras first touches TensorFlow: imports after them
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
-from ctclab.models import deep as deep_models
-from ctclab.training.loss import CTCTrainer
-from ctclab.training.trainer import train_model
-from ctclab.training import options as training_options
+from ctclab.models import deep as deep_models  # noqa: E402
+from ctclab.training import options as training_options  # noqa: E402
+from ctclab.training.loss import CTCTrainer  # noqa: E402
+from ctclab.training.trainer import train_model  # noqa: E402
 
 descriptor, results_dir = sys.argv[1], Path(sys.argv[2])
 result = {"logical_cpus": len(tf.config.list_logical_devices("CPU"))}

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from ctclab.data import corpus
-from ctclab.data import grammar
 from ctclab.alphabet import ENGLISH
+from ctclab.data import corpus, grammar
 
 TINY = corpus.CorpusConfig(num_utterances=24, seed=3)
 
@@ -27,55 +26,115 @@ def tiny_corpus(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
 
 
 # ---------------------------------------------------------------- grammar tables
-@pytest.mark.parametrize("number, expected", [
-    (0, "zero"), (7, "seven"), (13, "thirteen"), (20, "twenty"), (21, "twenty one"), (99, "ninety nine"),
-    (100, "one hundred"), (105, "one hundred five"), (110, "one hundred ten"), (999, "nine hundred ninety nine"),
-    (1000, "one thousand"), (1001, "one thousand one"), (40512, "forty thousand five hundred twelve"),
-    (999999, "nine hundred ninety nine thousand nine hundred ninety nine"),
-])
+@pytest.mark.parametrize(
+    "number, expected",
+    [
+        (0, "zero"),
+        (7, "seven"),
+        (13, "thirteen"),
+        (20, "twenty"),
+        (21, "twenty one"),
+        (99, "ninety nine"),
+        (100, "one hundred"),
+        (105, "one hundred five"),
+        (110, "one hundred ten"),
+        (999, "nine hundred ninety nine"),
+        (1000, "one thousand"),
+        (1001, "one thousand one"),
+        (40512, "forty thousand five hundred twelve"),
+        (999999, "nine hundred ninety nine thousand nine hundred ninety nine"),
+    ],
+)
 def test_spell_number(number, expected):
     assert grammar.spell_number(number) == expected
 
 
-@pytest.mark.parametrize("number, expected", [
-    (1, "first"), (2, "second"), (3, "third"), (4, "fourth"), (5, "fifth"), (8, "eighth"), (9, "ninth"),
-    (12, "twelfth"), (20, "twentieth"), (21, "twenty first"), (23, "twenty third"), (30, "thirtieth"),
-    (31, "thirty first"), (100, "one hundredth"),
-])
+@pytest.mark.parametrize(
+    "number, expected",
+    [
+        (1, "first"),
+        (2, "second"),
+        (3, "third"),
+        (4, "fourth"),
+        (5, "fifth"),
+        (8, "eighth"),
+        (9, "ninth"),
+        (12, "twelfth"),
+        (20, "twentieth"),
+        (21, "twenty first"),
+        (23, "twenty third"),
+        (30, "thirtieth"),
+        (31, "thirty first"),
+        (100, "one hundredth"),
+    ],
+)
 def test_spell_ordinal(number, expected):
     assert grammar.spell_ordinal(number) == expected
 
 
-@pytest.mark.parametrize("hour, minute, casual, expected", [
-    (7, 30, True, "half past seven"), (7, 15, True, "quarter past seven"), (9, 45, True, "quarter to ten"),
-    (12, 45, True, "quarter to one"), (7, 0, True, "seven o'clock"), (7, 5, True, "five past seven"),
-    (7, 7, True, "seven minutes past seven"), (7, 40, True, "twenty to eight"),
-    (7, 53, True, "seven minutes to eight"), (9, 45, False, "nine forty five"), (7, 5, False, "seven oh five"),
-    (11, 0, False, "eleven o'clock"), (12, 10, False, "twelve ten"),
-])
+@pytest.mark.parametrize(
+    "hour, minute, casual, expected",
+    [
+        (7, 30, True, "half past seven"),
+        (7, 15, True, "quarter past seven"),
+        (9, 45, True, "quarter to ten"),
+        (12, 45, True, "quarter to one"),
+        (7, 0, True, "seven o'clock"),
+        (7, 5, True, "five past seven"),
+        (7, 7, True, "seven minutes past seven"),
+        (7, 40, True, "twenty to eight"),
+        (7, 53, True, "seven minutes to eight"),
+        (9, 45, False, "nine forty five"),
+        (7, 5, False, "seven oh five"),
+        (11, 0, False, "eleven o'clock"),
+        (12, 10, False, "twelve ten"),
+    ],
+)
 def test_spell_time(hour, minute, casual, expected):
     assert grammar.spell_time(hour, minute, casual) == expected
 
 
-@pytest.mark.parametrize("year, expected", [
-    (1900, "nineteen hundred"), (1905, "nineteen oh five"), (1984, "nineteen eighty four"),
-    (2000, "two thousand"), (2005, "two thousand five"), (2010, "twenty ten"), (2024, "twenty twenty four"),
-])
+@pytest.mark.parametrize(
+    "year, expected",
+    [
+        (1900, "nineteen hundred"),
+        (1905, "nineteen oh five"),
+        (1984, "nineteen eighty four"),
+        (2000, "two thousand"),
+        (2005, "two thousand five"),
+        (2010, "twenty ten"),
+        (2024, "twenty twenty four"),
+    ],
+)
 def test_spell_year(year, expected):
     assert grammar.spell_year(year) == expected
 
 
-@pytest.mark.parametrize("noun, expected", [
-    ("box", "boxes"), ("glass", "glasses"), ("sandwich", "sandwiches"), ("cherry", "cherries"),
-    ("key", "keys"), ("six", "sixes"), ("queen", "queens"),
-])
+@pytest.mark.parametrize(
+    "noun, expected",
+    [
+        ("box", "boxes"),
+        ("glass", "glasses"),
+        ("sandwich", "sandwiches"),
+        ("cherry", "cherries"),
+        ("key", "keys"),
+        ("six", "sixes"),
+        ("queen", "queens"),
+    ],
+)
 def test_plural(noun, expected):
     assert grammar.plural(noun) == expected
 
 
-@pytest.mark.parametrize("function, argument", [
-    (grammar.spell_number, -1), (grammar.spell_number, 1_000_000), (grammar.spell_ordinal, 0), (grammar.spell_year, 1899),
-])
+@pytest.mark.parametrize(
+    "function, argument",
+    [
+        (grammar.spell_number, -1),
+        (grammar.spell_number, 1_000_000),
+        (grammar.spell_ordinal, 0),
+        (grammar.spell_year, 1899),
+    ],
+)
 def test_spelling_rejects_out_of_range(function, argument):
     with pytest.raises(ValueError, match=str(argument)):
         function(argument)
@@ -103,12 +162,19 @@ def test_every_closed_family_speaks_its_topic():
     assert not any(character.isdigit() for character in samples["number"])
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"num_utterances": 2}, "num_utterances .* got 2"), ({"valid_fraction": 0.6}, "valid_fraction .* got 0.6"),
-    ({"test_fraction": 0.0}, "test_fraction .* got 0.0"), ({"closed_fraction": 1.5}, "got 1.5"),
-    ({"min_words": 5, "max_words": 3}, "got 5, 3"), ({"rate_range": (200, 100)}, r"rate_range .* got \(200, 100\)"),
-    ({"pitch_range": (70, 30)}, "pitch_range"), ({"workers": 0}, "got 0"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"num_utterances": 2}, "num_utterances .* got 2"),
+        ({"valid_fraction": 0.6}, "valid_fraction .* got 0.6"),
+        ({"test_fraction": 0.0}, "test_fraction .* got 0.0"),
+        ({"closed_fraction": 1.5}, "got 1.5"),
+        ({"min_words": 5, "max_words": 3}, "got 5, 3"),
+        ({"rate_range": (200, 100)}, r"rate_range .* got \(200, 100\)"),
+        ({"pitch_range": (70, 30)}, "pitch_range"),
+        ({"workers": 0}, "got 0"),
+    ],
+)
 def test_config_rejects_bad_values(overrides, message):
     with pytest.raises(ValueError, match=message):
         corpus.CorpusConfig(**overrides)

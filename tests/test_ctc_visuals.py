@@ -13,7 +13,19 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from ctclab.alphabet import ENGLISH, Alphabet
-from ctclab.decoding.visuals import BLANK_SYMBOL, SPACE_SYMBOL, collapse_steps, ctc_forward, ctc_loss_from_alpha, extended_label, lattice_transitions, plot_forward_lattice, plot_posteriorgram, predecessors, state_occupancy
+from ctclab.decoding.visuals import (
+    BLANK_SYMBOL,
+    SPACE_SYMBOL,
+    collapse_steps,
+    ctc_forward,
+    ctc_loss_from_alpha,
+    extended_label,
+    lattice_transitions,
+    plot_forward_lattice,
+    plot_posteriorgram,
+    predecessors,
+    state_occupancy,
+)
 
 SMALL = Alphabet("small", "abc")  # a b c, blank 3
 B = SMALL.blank_index

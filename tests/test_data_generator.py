@@ -16,15 +16,12 @@ import keras
 import numpy as np
 import pytest
 import soundfile
-
-from ctclab.data.generator import vis_train_features
-from ctclab.data.features import FeatureConfig, featurize_file
-from ctclab.alphabet import ENGLISH
 from conftest import write_descriptors, write_tone
-from ctclab.data.descriptors import read_descriptors
+
+from ctclab.alphabet import ENGLISH
 from ctclab.data import features as features_module
-from ctclab.data.features import Normalizer
-from ctclab.data.generator import AudioGenerator, SkipReport, minimum_ctc_frames
+from ctclab.data.features import FeatureConfig, Normalizer, featurize_file
+from ctclab.data.generator import AudioGenerator, SkipReport, minimum_ctc_frames, vis_train_features
 
 SPECTROGRAM = FeatureConfig()
 TONE_TEXTS = ["hi", "go left", "one two", "ace", "it's on", "stop"]  # conftest.tone_corpus, 0.6 s + 0.2 s * i
@@ -87,64 +84,21 @@ def tone_paths(tmp_path: Path) -> list[Path]:
     return [tmp_path / "wav" / f"{index}.wav" for index in range(len(TONE_TEXTS))]
 
 
-# ------------------------------------------------------------------------ read_descriptors
-
-
-def test_read_descriptors_resolves_relative_keys_against_descriptor_folder(tmp_path):
-    folder = tmp_path / "lists"
-    folder.mkdir()
-    absolute = tmp_path / "elsewhere" / "x.wav"
-    table = [  # key as written -> the file it must name
-        ("a.wav", folder / "a.wav"),
-        ("wav/b.wav", folder / "wav" / "b.wav"),
-        ("../c.wav", tmp_path / "c.wav"),
-        (str(absolute), absolute),
-    ]
-    lines = [{"key": key, "duration": 2, "text": "hi", "speaker": index} for index, (key, _) in enumerate(table)]
-    desc = write_descriptors(folder / "corpus.json", lines)
-    desc.write_text(desc.read_text() + "\n   \n")  # blank lines are ignored
-
-    records = read_descriptors(desc)
-
-    assert len(records) == len(table)
-    for index, (record, (_, expected)) in enumerate(zip(records, table)):
-        assert Path(record["key"]).resolve() == expected.resolve()
-        assert record["duration"] == 2.0 and isinstance(record["duration"], float)
-        assert record["text"] == "hi" and record["speaker"] == index  # other fields are kept
-    assert records[3]["key"] == str(absolute)  # an absolute key is kept exactly
-
-
-@pytest.mark.parametrize("bad_line, detail", [
-    ("not json", "JSONDecodeError"),
-    ('{"key": "a.wav", "duration": 1.0}', "'text'"),
-    ('{"duration": 1.0, "text": "hi"}', "'key'"),
-    ('{"key": "a.wav", "text": "hi"}', "'duration'"),
-    ('{"key": "a.wav", "duration": "long", "text": "hi"}', "could not convert"),
-    ('{"key": "a.wav", "duration": null, "text": "hi"}', "TypeError"),
-    ("[1, 2]", "TypeError"),
-    ("42", "TypeError"),
-])
-def test_read_descriptors_bad_line_names_file_and_line(tmp_path, bad_line, detail):
-    desc = tmp_path / "corpus.json"
-    desc.write_text('{"key": "a.wav", "duration": 1.0, "text": "hi"}\n\n' + bad_line + "\n")  # bad line is line 3
-    with pytest.raises(ValueError, match=re.escape(f"{desc}:3: bad descriptor line")) as error:
-        read_descriptors(desc)
-    assert detail in str(error.value)
-
-
-@pytest.mark.parametrize("name", ["missing.json", "a_folder"])
-def test_read_descriptors_missing_file(tmp_path, name):
-    (tmp_path / "a_folder").mkdir()
-    with pytest.raises(ValueError, match="does not exist"):
-        read_descriptors(tmp_path / name)
-
-
 # ------------------------------------------------------------------ small pure helpers
 
 
-@pytest.mark.parametrize("labels, expected", [
-    ([1, 1, 2], 4), ([1, 2, 3], 3), ([5, 5, 5], 5), ([7], 1), ([], 0), ([1, 2, 1, 2], 4), ([3, 3, 4, 4], 6),
-])
+@pytest.mark.parametrize(
+    "labels, expected",
+    [
+        ([1, 1, 2], 4),
+        ([1, 2, 3], 3),
+        ([5, 5, 5], 5),
+        ([7], 1),
+        ([], 0),
+        ([1, 2, 1, 2], 4),
+        ([3, 3, 4, 4], 6),
+    ],
+)
 def test_minimum_ctc_frames(labels, expected):
     assert minimum_ctc_frames(np.asarray(labels, np.int32)) == expected
 
@@ -162,11 +116,14 @@ def test_normalizer_fit_table():
     np.testing.assert_allclose(normalizer(np.array([[5.0, 2.0]])), [[2 / np.sqrt(8 / 3), 0.0]], rtol=1e-6)
 
 
-@pytest.mark.parametrize("mean, std", [
-    (np.linspace(-40, 3, 161), np.linspace(0.1, 9, 161)),
-    ([1e-6, -1e-30, 3.4e38], [1e-6, 1.0, 7.0]),
-    (np.random.default_rng(0).normal(size=13) * 1e3, np.random.default_rng(1).random(13) + 1e-3),
-])
+@pytest.mark.parametrize(
+    "mean, std",
+    [
+        (np.linspace(-40, 3, 161), np.linspace(0.1, 9, 161)),
+        ([1e-6, -1e-30, 3.4e38], [1e-6, 1.0, 7.0]),
+        (np.random.default_rng(0).normal(size=13) * 1e3, np.random.default_rng(1).random(13) + 1e-3),
+    ],
+)
 def test_normalizer_save_load_round_trip(tmp_path, mean, std):
     original = Normalizer(np.asarray(mean, np.float32), np.asarray(std, np.float32))
     path = tmp_path / "nested" / "run" / "normalizer.json"  # parent folders are created
@@ -198,17 +155,28 @@ def test_minibatch_size_must_be_positive(tone_corpus, tmp_path, minibatch_size):
         build(tone_corpus, tmp_path, minibatch_size=minibatch_size)
 
 
-@pytest.mark.parametrize("minibatch_size, batches, last_batch", [(1, 6, 1), (4, 2, 2), (5, 2, 1), (6, 1, 6), (20, 1, 6)])
+@pytest.mark.parametrize(
+    "minibatch_size, batches, last_batch", [(1, 6, 1), (4, 2, 2), (5, 2, 1), (6, 1, 6), (20, 1, 6)]
+)
 def test_number_of_batches(tone_corpus, tmp_path, minibatch_size, batches, last_batch):
     gen = build(tone_corpus, tmp_path, minibatch_size=minibatch_size, shuffle=False)
     assert len(gen) == batches
-    assert [len(gen[index][0]["input_length"]) for index in range(batches)] == [minibatch_size] * (batches - 1) + [last_batch]
+    assert [len(gen[index][0]["input_length"]) for index in range(batches)] == [minibatch_size] * (batches - 1) + [
+        last_batch
+    ]
 
 
-@pytest.mark.parametrize("pad_multiple, time_steps", [
-    # sorted pairs have true lengths (59, 79), (99, 119), (139, 159): T = max rounded up
-    (1, [79, 119, 159]), (7, [84, 119, 161]), (16, [80, 128, 160]), (32, [96, 128, 160]), (200, [200, 200, 200]),
-])
+@pytest.mark.parametrize(
+    "pad_multiple, time_steps",
+    [
+        # sorted pairs have true lengths (59, 79), (99, 119), (139, 159): T = max rounded up
+        (1, [79, 119, 159]),
+        (7, [84, 119, 161]),
+        (16, [80, 128, 160]),
+        (32, [96, 128, 160]),
+        (200, [200, 200, 200]),
+    ],
+)
 def test_batch_shapes_and_dtypes(tone_corpus, tmp_path, pad_multiple, time_steps):
     gen = build(tone_corpus, tmp_path, minibatch_size=2, shuffle=False, pad_multiple=pad_multiple)
     for index, expected_t in enumerate(time_steps):
@@ -221,9 +189,16 @@ def test_batch_shapes_and_dtypes(tone_corpus, tmp_path, pad_multiple, time_steps
         np.testing.assert_array_equal(x["input_length"], TONE_FRAMES[2 * index : 2 * index + 2])
 
 
-@pytest.mark.parametrize("text, label_steps", [
-    ("a", 8), ("abcdefgh", 8), ("abcdefghi", 16), ("the quick brown fox", 24), ("x" * 12 + " " + "y" * 11, 24),
-])
+@pytest.mark.parametrize(
+    "text, label_steps",
+    [
+        ("a", 8),
+        ("abcdefgh", 8),
+        ("abcdefghi", 16),
+        ("the quick brown fox", 24),
+        ("x" * 12 + " " + "y" * 11, 24),
+    ],
+)
 def test_label_axis_rounded_up_to_eight(tmp_path, text, label_steps):
     gen = build(make_corpus(tmp_path, [(0.6, text)]), tmp_path)
     _, y = gen[0]
@@ -266,11 +241,13 @@ def test_fitted_normalizer_matches_numpy(tone_corpus, tmp_path):
     np.testing.assert_allclose(gen.normalizer.mean, mean, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(gen.normalizer.std, std, rtol=1e-5, atol=1e-6)
     # every real frame served, pooled over the epoch, is standardized: mean 0, std 1 per dimension
-    frames = np.concatenate([
-        x["features"][row, : x["input_length"][row]]
-        for x, _ in (gen[index] for index in range(len(gen)))
-        for row in range(len(x["input_length"]))
-    ]).astype(np.float64)
+    frames = np.concatenate(
+        [
+            x["features"][row, : x["input_length"][row]]
+            for x, _ in (gen[index] for index in range(len(gen)))
+            for row in range(len(x["input_length"]))
+        ]
+    ).astype(np.float64)
     assert frames.shape == (sum(TONE_FRAMES), 161)
     np.testing.assert_allclose(frames.mean(axis=0), 0.0, atol=1e-3)
     np.testing.assert_allclose(frames.std(axis=0), 1.0, atol=1e-3)
@@ -334,8 +311,9 @@ def test_shuffle_without_sortagrad_starts_shuffled(tmp_path):
 
 @pytest.mark.parametrize("sort_by_duration", [True, False])
 def test_no_shuffle_keeps_fixed_sorted_order(tmp_path, sort_by_duration):
-    gen = build(make_corpus(tmp_path, SCRAMBLED), tmp_path, minibatch_size=3, sort_by_duration=sort_by_duration,
-                shuffle=False)
+    gen = build(
+        make_corpus(tmp_path, SCRAMBLED), tmp_path, minibatch_size=3, sort_by_duration=sort_by_duration, shuffle=False
+    )
     expected = [SCRAMBLED_SORTED[0:3], SCRAMBLED_SORTED[3:6], SCRAMBLED_SORTED[6:7]]
     for epoch in range(3):
         assert epoch_texts(gen) == expected, f"epoch {epoch}"
@@ -441,26 +419,29 @@ def test_descriptor_without_utterances_raises(tmp_path, content):
         build(desc, tmp_path)
 
 
-@pytest.mark.parametrize("seconds, output_length, text, kept", [
-    # 0.6 s -> 59 frames -> 59 // 8 = 7 model outputs
-    (0.6, lambda n: n // 8, "abcdefg", True),  # 7 needed
-    (0.6, lambda n: n // 8, "abcdefgh", False),  # 8 needed
-    (0.6, lambda n: n // 8, "abcabc", True),  # 6 needed
-    (0.6, lambda n: n // 8, "aabbcc", False),  # 6 + 3 repeats = 9 needed
-    (0.6, lambda n: n // 8, "aaaa", True),  # 4 + 3 = 7 needed
-    (0.6, lambda n: n // 8, "aaaaa", False),  # 5 + 4 = 9 needed
-    # 0.2 s -> 19 frames, and by default as many outputs as frames
-    (0.2, None, "abcdefghijklmnopqrs", True),  # 19 needed
-    (0.2, None, "abcdefghijklmnopqrst", False),  # 20 needed
-    (0.2, None, "aabcdefghijklmnopq", True),  # 18 + 1 = 19 needed
-    (0.2, None, "aabbcdefghijklmnop", False),  # 18 + 2 = 20 needed
-])
+@pytest.mark.parametrize(
+    "seconds, output_length, text, kept",
+    [
+        # 0.6 s -> 59 frames -> 59 // 8 = 7 model outputs
+        (0.6, lambda n: n // 8, "abcdefg", True),  # 7 needed
+        (0.6, lambda n: n // 8, "abcdefgh", False),  # 8 needed
+        (0.6, lambda n: n // 8, "abcabc", True),  # 6 needed
+        (0.6, lambda n: n // 8, "aabbcc", False),  # 6 + 3 repeats = 9 needed
+        (0.6, lambda n: n // 8, "aaaa", True),  # 4 + 3 = 7 needed
+        (0.6, lambda n: n // 8, "aaaaa", False),  # 5 + 4 = 9 needed
+        # 0.2 s -> 19 frames, and by default as many outputs as frames
+        (0.2, None, "abcdefghijklmnopqrs", True),  # 19 needed
+        (0.2, None, "abcdefghijklmnopqrst", False),  # 20 needed
+        (0.2, None, "aabcdefghijklmnopq", True),  # 18 + 1 = 19 needed
+        (0.2, None, "aabbcdefghijklmnop", False),  # 18 + 2 = 20 needed
+    ],
+)
 def test_too_short_for_label_boundary(tmp_path, seconds, output_length, text, kept):
     desc = make_corpus(tmp_path, [(0.6, "a"), (seconds, text)])
     gen = build(desc, tmp_path, output_length=output_length)
     assert gen.texts == (["a", text] if kept else ["a"])
     if not kept:
-        (_, reason, detail), = gen.skipped.items
+        ((_, reason, detail),) = gen.skipped.items
         assert reason == "too short for label"
         frames = 59 if seconds == 0.6 else 19
         outputs = frames // 8 if output_length else frames
@@ -489,11 +470,14 @@ def test_cache_second_build_does_no_feature_work(tone_corpus, tmp_path, monkeypa
     assert_batches_equal([second[i] for i in range(len(second))], [first[i] for i in range(len(first))])
 
 
-@pytest.mark.parametrize("config, feature_dim", [
-    (FeatureConfig(kind="mfcc"), 13),
-    (FeatureConfig(window_ms=25.0), 201),
-    (FeatureConfig(max_freq=4000.0), 81),
-])
+@pytest.mark.parametrize(
+    "config, feature_dim",
+    [
+        (FeatureConfig(kind="mfcc"), 13),
+        (FeatureConfig(window_ms=25.0), 201),
+        (FeatureConfig(max_freq=4000.0), 81),
+    ],
+)
 def test_cache_folder_depends_on_feature_config(tone_corpus, tmp_path, config, feature_dim):
     build(tone_corpus, tmp_path)
     spectrogram_folder = tmp_path / "features" / SPECTROGRAM.cache_name()
@@ -551,8 +535,10 @@ def test_fit_data_element_spec_has_variable_time_and_label_axes(tone_corpus, tmp
     dataset = gen.fit_data()
     x_spec, y_spec = dataset.element_spec
     expected = {
-        "features": ([None, None, 161], tf.float32), "input_length": ([None], tf.int32),
-        "labels": ([None, None], tf.int32), "label_length": ([None], tf.int32),
+        "features": ([None, None, 161], tf.float32),
+        "input_length": ([None], tf.int32),
+        "labels": ([None, None], tf.int32),
+        "label_length": ([None], tf.int32),
     }
     for name, spec in {**x_spec, **y_spec}.items():
         assert (spec.shape.as_list(), spec.dtype) == expected[name], name
@@ -591,7 +577,9 @@ def test_fit_data_advances_epochs_inside_model_fit(tmp_path):
     gen = build(make_corpus(tmp_path, SCRAMBLED), tmp_path, minibatch_size=2, sort_by_duration=True)
     served = []
     original_get_batch = gen.get_batch
-    gen.get_batch = lambda indices: served.append((gen.epoch, [gen.texts[i] for i in indices])) or original_get_batch(indices)
+    gen.get_batch = lambda indices: (
+        served.append((gen.epoch, [gen.texts[i] for i in indices])) or original_get_batch(indices)
+    )
     model = Probe()
     model.compile(optimizer="sgd")
     model.fit(gen.fit_data(), epochs=3, verbose=0)

@@ -6,23 +6,38 @@ import math
 import numpy as np
 import pytest
 
-from ctclab.decoding.pyctc import PyctcdecodeNGram, pyctcdecode_labels
-from ctclab.decoding.tuning import decode_all, decoder_table, find_decoding_run, lm_fixes, run_probabilities, save_decoder_scores, synthetic_posteriors, tune_lm_weights
+from ctclab.alphabet import ENGLISH
+from ctclab.data.generator import AudioGenerator
 from ctclab.decoding.beam import prefix_beam_search
 from ctclab.decoding.greedy import greedy_decode
+from ctclab.decoding.lm import NGramLM
 from ctclab.decoding.metrics import cer, wer
+from ctclab.decoding.pyctc import PyctcdecodeNGram, pyctcdecode_labels
+from ctclab.decoding.tuning import (
+    decode_all,
+    decoder_table,
+    find_decoding_run,
+    lm_fixes,
+    run_probabilities,
+    save_decoder_scores,
+    synthetic_posteriors,
+    tune_lm_weights,
+)
 from ctclab.models.course import cnn_rnn_model
+from ctclab.profiles import get_profile
 from ctclab.runs import load_trained_model
 from ctclab.training.evaluation import evaluate_model
 from ctclab.training.trainer import train_model
-from ctclab.alphabet import ENGLISH
-from ctclab.data.generator import AudioGenerator
-from ctclab.decoding.lm import NGramLM
-from ctclab.profiles import get_profile
 
 TEXTS = [
-    "turn left at the second corner", "seven of hearts", "march twenty third", "ten past nine",
-    "queen of spades", "turn right at the first corner", "two of clubs", "march third",
+    "turn left at the second corner",
+    "seven of hearts",
+    "march twenty third",
+    "ten past nine",
+    "queen of spades",
+    "turn right at the first corner",
+    "two of clubs",
+    "march third",
 ]
 
 
@@ -36,8 +51,7 @@ def test_synthetic_posteriors_without_confusions_decode_to_the_text(text):
 
 
 def confused_set(seed: int = 0):
-    probabilities = [synthetic_posteriors(text, seed=seed + i, confusion_rate=0.3)
-                     for i, text in enumerate(TEXTS)]
+    probabilities = [synthetic_posteriors(text, seed=seed + i, confusion_rate=0.3) for i, text in enumerate(TEXTS)]
     return probabilities, NGramLM.train(TEXTS * 2, order=3)
 
 
@@ -67,14 +81,14 @@ def test_save_decoder_scores_merges_the_table_into_scores_json(tmp_path):
     assert scores["wer"] == pytest.approx(wer(TEXTS, table.attrs["hypotheses"]["greedy"]))
     assert scores["cer_beam"] == pytest.approx(cer(TEXTS, table.attrs["hypotheses"]["beam"]))
     assert (scores["wer_lm"], scores["cer_lm"]) == pytest.approx((wer(TEXTS, fused), cer(TEXTS, fused)))
-    assert scores["examples"] == [{"truth": TEXTS[i], "prediction": table.attrs["hypotheses"]["greedy"][i],
-                                   "beam+LM": fused[i]} for i in range(2)]
+    assert scores["examples"] == [
+        {"truth": TEXTS[i], "prediction": table.attrs["hypotheses"]["greedy"][i], "beam+LM": fused[i]} for i in range(2)
+    ]
 
 
 def test_tune_lm_weights_grid():
     probabilities, lm = confused_set(seed=20)
-    alpha, beta, grid = tune_lm_weights(probabilities, TEXTS, lm, [0.0, 1.0], [0.0, 2.0], beam_width=8,
-                                                    unk_offset=0.0)
+    alpha, beta, grid = tune_lm_weights(probabilities, TEXTS, lm, [0.0, 1.0], [0.0, 2.0], beam_width=8, unk_offset=0.0)
     assert len(grid) == 4 and set(zip(grid.alpha, grid.beta)) == {(0.0, 0.0), (0.0, 2.0), (1.0, 0.0), (1.0, 2.0)}
     assert grid.WER.is_monotonic_increasing and (alpha, beta) == (grid.alpha[0], grid.beta[0])
     without_lm = [prefix_beam_search(p, beam_width=8) for p in probabilities]
@@ -137,8 +151,17 @@ def test_find_decoding_run_prefers_final_then_lowest_validation_loss(tmp_path, m
 def test_run_probabilities_match_the_model_on_each_utterance(tone_corpus, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # feature cache under tmp
     model = cnn_rnn_model(161, filters=16, kernel_size=5, conv_stride=2, units=16, rnn_type="gru")
-    train_model(model, "s.pickle", "s.keras", train_json=tone_corpus, valid_json=tone_corpus,
-                            minibatch_size=3, epochs=1, verbose=0, results_dir=tmp_path / "results")
+    train_model(
+        model,
+        "s.pickle",
+        "s.keras",
+        train_json=tone_corpus,
+        valid_json=tone_corpus,
+        minibatch_size=3,
+        epochs=1,
+        verbose=0,
+        results_dir=tmp_path / "results",
+    )
     run_dir = tmp_path / "results" / "s"
     probabilities, references = run_probabilities(run_dir, tone_corpus, batch_size=4)
     model, normalizer, features, _ = load_trained_model(run_dir)

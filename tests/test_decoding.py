@@ -1,12 +1,22 @@
 """Greedy CTC decoding and WER / CER, checked against hand values and jiwer."""
 
+import itertools
+import math
+
 import jiwer
+import keras
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from ctclab.alphabet import ENGLISH
+from ctclab.alphabet import ENGLISH, Alphabet
+from ctclab.decoding.beam import LN10, prefix_beam_search, prefix_beam_search_nbest
 from ctclab.decoding.greedy import collapse_path, greedy_decode
+from ctclab.decoding.lm import NGramLM
 from ctclab.decoding.metrics import cer, edit_distance, wer
+from ctclab.decoding.pyctc import pyctcdecode_decoder
+from ctclab.decoding.tuning import synthetic_posteriors
 
 B = ENGLISH.blank_index
 
@@ -66,18 +76,6 @@ def test_hand_computed_rates():
 
 # ---------------------------------------------------------------------- prefix beam search
 
-import itertools  # noqa: E402
-import math  # noqa: E402
-
-import keras  # noqa: E402
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from ctclab.decoding.pyctc import pyctcdecode_decoder
-from ctclab.decoding.tuning import synthetic_posteriors
-from ctclab.alphabet import Alphabet
-from ctclab.decoding.beam import LN10, prefix_beam_search, prefix_beam_search_nbest
-from ctclab.decoding.lm import NGramLM
 
 TOY = Alphabet("toy", " ab")  # space, a, b, blank: C = 4
 TOY_LM = NGramLM.train(["a b", "ab a", "b b a", "a", "ba ab", "b"], order=2)
@@ -88,8 +86,9 @@ def random_probabilities(rng: np.random.Generator, frames: int, classes: int, co
     return rng.dirichlet(np.full(classes, concentration), size=frames)  # (T, C), rows sum to 1
 
 
-def exhaustive_scores(probabilities, alphabet, lm=None, alpha=0.0, beta=0.0, merge_spaces=False,
-                      unk_offset=0.0) -> dict[str, float]:
+def exhaustive_scores(
+    probabilities, alphabet, lm=None, alpha=0.0, beta=0.0, merge_spaces=False, unk_offset=0.0
+) -> dict[str, float]:
     """Q(y) of every transcript y with P_ctc(y) > 0, from all C^T frame paths (brute force)."""
     frames, classes = probabilities.shape
     totals: dict[str, float] = {}
@@ -97,15 +96,13 @@ def exhaustive_scores(probabilities, alphabet, lm=None, alpha=0.0, beta=0.0, mer
         text = alphabet.int_sequence_to_text(collapse_path(path, alphabet.blank_index))
         text = " ".join(text.split()) if merge_spaces else text
         totals[text] = totals.get(text, 0.0) + float(np.prod(probabilities[np.arange(frames), path]))
+
     def lm_terms(text):
         words = text.split()
         unknown = sum(unk_offset * max(1, len(word) / 6) for word in words if word not in lm.words)
         return alpha * LN10 * lm.score_sentence(text) + beta * len(words) + unknown
 
-    return {
-        text: math.log(total) + (lm_terms(text) if lm else 0.0)
-        for text, total in totals.items() if total > 0
-    }
+    return {text: math.log(total) + (lm_terms(text) if lm else 0.0) for text, total in totals.items() if total > 0}
 
 
 @pytest.mark.parametrize("merge_spaces", [False, True])
@@ -118,8 +115,9 @@ def test_wide_beam_is_the_exhaustive_search(merge_spaces, with_lm):
         alpha, beta, unk = (rng.uniform(0.2, 2.0), rng.uniform(-1.0, 2.0), rng.uniform(-3, 0)) if with_lm else (0, 0, 0)
         lm = TOY_LM if with_lm else None  # words "a", "b", "ab", "ba"; "aa", "bab", ... are out of vocabulary
         expected = exhaustive_scores(probabilities, TOY, lm, alpha, beta, merge_spaces, unk)
-        hypotheses = prefix_beam_search_nbest(probabilities, TOY, lm=lm, alpha=alpha, beta=beta,
-                                              merge_spaces=merge_spaces, unk_offset=unk, **EXACT)
+        hypotheses = prefix_beam_search_nbest(
+            probabilities, TOY, lm=lm, alpha=alpha, beta=beta, merge_spaces=merge_spaces, unk_offset=unk, **EXACT
+        )
         assert hypotheses[0].text == max(expected, key=expected.get)
         assert {h.text: h.score for h in hypotheses} == pytest.approx(expected, abs=1e-9)
         assert [h.score for h in hypotheses] == pytest.approx(sorted(expected.values(), reverse=True), abs=1e-9)
@@ -154,15 +152,20 @@ def test_keras_beam_search_agrees_on_exact_and_realistic_inputs():
     small = Alphabet("small", "abc")  # C = 4
     cases = [(small, random_probabilities(rng, 5, 4), 500) for _ in range(10)]  # 500 > all 364 prefixes: exact
     texts = ["turn left at the second corner", "seven of hearts", "march twenty third"]
-    cases += [(ENGLISH, synthetic_posteriors(text, seed=i, confusion_rate=0.3), 32)
-              for i, text in enumerate(texts)]
+    cases += [(ENGLISH, synthetic_posteriors(text, seed=i, confusion_rate=0.3), 32) for i, text in enumerate(texts)]
     for alphabet, probabilities, beam_width in cases:
         dense, scores = keras.ops.ctc_decode(
-            np.log(probabilities)[None].astype(np.float32), np.array([len(probabilities)]), strategy="beam_search",
-            beam_width=beam_width, top_paths=3, mask_index=alphabet.blank_index)
+            np.log(probabilities)[None].astype(np.float32),
+            np.array([len(probabilities)]),
+            strategy="beam_search",
+            beam_width=beam_width,
+            top_paths=3,
+            mask_index=alphabet.blank_index,
+        )
         theirs = [alphabet.int_sequence_to_text(row[row >= 0]) for row in np.asarray(dense)[:, 0]]
-        ours = prefix_beam_search_nbest(probabilities, alphabet, beam_width=beam_width, prune_log_prob=-math.inf,
-                                        merge_spaces=False)
+        ours = prefix_beam_search_nbest(
+            probabilities, alphabet, beam_width=beam_width, prune_log_prob=-math.inf, merge_spaces=False
+        )
         assert [h.text for h in ours[:3]] == theirs
         # TensorFlow works in float32: about 1e-5 per frame of rounding in its log-softmax
         tolerance = 1e-4 * len(probabilities)
@@ -174,8 +177,9 @@ def test_pyctcdecode_agrees_without_lm():
     exact = [(TOY, random_probabilities(rng, 7, 4)) for _ in range(15)]
     decoder = pyctcdecode_decoder(TOY)
     for alphabet, probabilities in exact:  # a beam that keeps everything: both are exact
-        beams = decoder.decode_beams(np.log(probabilities), beam_width=10_000, token_min_logp=-1e9,
-                                     beam_prune_logp=-1e9, prune_history=False)
+        beams = decoder.decode_beams(
+            np.log(probabilities), beam_width=10_000, token_min_logp=-1e9, beam_prune_logp=-1e9, prune_history=False
+        )
         assert prefix_beam_search(probabilities, alphabet, **EXACT) == beams[0][0]
     english = pyctcdecode_decoder(ENGLISH)
     for seed, text in enumerate(["turn left at the second corner", "queen of spades", "ten past nine at night"]):
@@ -190,10 +194,12 @@ def test_pyctcdecode_with_the_same_lm_agrees(alpha, beta, unk_offset):
     decoder = pyctcdecode_decoder(TOY, TOY_LM, alpha, beta, unk_offset)
     for _ in range(15):  # exact regime: both find the brute-force optimum of Q
         probabilities = random_probabilities(rng, 6, 4)
-        beams = decoder.decode_beams(np.log(probabilities), beam_width=10_000, token_min_logp=-1e9,
-                                     beam_prune_logp=-1e9, prune_history=False)
-        ours = prefix_beam_search_nbest(probabilities, TOY, lm=TOY_LM, alpha=alpha, beta=beta,
-                                        unk_offset=unk_offset, **EXACT)
+        beams = decoder.decode_beams(
+            np.log(probabilities), beam_width=10_000, token_min_logp=-1e9, beam_prune_logp=-1e9, prune_history=False
+        )
+        ours = prefix_beam_search_nbest(
+            probabilities, TOY, lm=TOY_LM, alpha=alpha, beta=beta, unk_offset=unk_offset, **EXACT
+        )
         assert ours[0].text == beams[0][0]
         assert ours[0].score == pytest.approx(beams[0][4], abs=1e-6)  # pyctcdecode's combined score is Q
 
@@ -202,8 +208,10 @@ def test_pruning_and_arguments():
     rng = np.random.default_rng(5)
     probabilities = random_probabilities(rng, 30, ENGLISH.output_dim, concentration=0.3)
     unpruned = prefix_beam_search_nbest(probabilities, beam_width=16, prune_log_prob=-math.inf)
-    assert prefix_beam_search_nbest(probabilities, beam_width=16, prune_log_prob=-math.inf,
-                                    top_k=ENGLISH.output_dim) == unpruned
+    assert (
+        prefix_beam_search_nbest(probabilities, beam_width=16, prune_log_prob=-math.inf, top_k=ENGLISH.output_dim)
+        == unpruned
+    )
     pruned = prefix_beam_search_nbest(probabilities, beam_width=16, prune_log_prob=-math.inf, top_k=1)
     assert pruned[0].text == greedy_decode(probabilities)  # only the argmax of each frame is tried
     assert prefix_beam_search(probabilities, length=0) == ""
@@ -232,8 +240,9 @@ def test_lm_search_matches_pyctcdecode_on_model_like_posteriors():
     penalty: it spelled several confused words as one long unknown word)."""
     numbers = ["one", "two", "three", "seven", "ten", "twenty"]
     suits = ["hearts", "spades", "clubs", "diamonds"]
-    sentences = [f"{n} of {s}" for n in numbers for s in suits] + [f"turn {d} at the {o} corner"
-                 for d in ("left", "right") for o in ("first", "second", "third")]
+    sentences = [f"{n} of {s}" for n in numbers for s in suits] + [
+        f"turn {d} at the {o} corner" for d in ("left", "right") for o in ("first", "second", "third")
+    ]
     lm = NGramLM.train(sentences, order=3)
     decoder = pyctcdecode_decoder(lm=lm, alpha=0.8, beta=1.0)
     for seed, text in enumerate(sentences[::2]):

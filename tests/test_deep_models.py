@@ -7,14 +7,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import run_check_script
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ctclab.models.registry import BUILDERS, build, cnn_output_length
 from ctclab.alphabet import ENGLISH
-from conftest import run_check_script
 from ctclab.models.layers import PaddingMask, RelativePositionAttention, TimeReduction, reduced_length
-
+from ctclab.models.registry import BUILDERS, build, cnn_output_length
 
 # Seed 003's printout, layer by layer, with PyTorch's formulas: Conv2d c_in*c_out*9 + c_out;
 # LayerNorm 2 * features; GRU per direction 3 * (in*h + h*h + 2h); Linear in*out + out.

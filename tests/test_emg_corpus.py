@@ -30,19 +30,24 @@ def speech_corpus(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def built(speech_corpus, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("emg") / "emg"
-    return out, emg_corpus.build_emg_corpus(out, speech_corpus, EMGCorpusConfig(num_sessions=2, silent_train_fraction=0.5))
+    return out, emg_corpus.build_emg_corpus(
+        out, speech_corpus, EMGCorpusConfig(num_sessions=2, silent_train_fraction=0.5)
+    )
 
 
 # ------------------------------------------------------------------------------ phonemes
 
 
-@pytest.mark.parametrize("transcription, phonemes", [
-    ("s'Ev@n", ["s", "E", "v", "@", "n"]),
-    ("tS'Ek", ["tS", "E", "k"]),
-    ("kl'i:n", ["k", "l", "i", ":", "n"]),
-    ("dZ'anju:,e@ri", ["dZ", "a", "n", "j", "u", ":", "e", "@", "r", "i"]),
-    ("b'0t#@Lz", ["b", "0", "t", "@", "L", "z"]),
-])
+@pytest.mark.parametrize(
+    "transcription, phonemes",
+    [
+        ("s'Ev@n", ["s", "E", "v", "@", "n"]),
+        ("tS'Ek", ["tS", "E", "k"]),
+        ("kl'i:n", ["k", "l", "i", ":", "n"]),
+        ("dZ'anju:,e@ri", ["dZ", "a", "n", "j", "u", ":", "e", "@", "r", "i"]),
+        ("b'0t#@Lz", ["b", "0", "t", "@", "L", "z"]),
+    ],
+)
 def test_tokenize_espeak_transcriptions(transcription, phonemes):
     assert synthesis.tokenize_phonemes(transcription) == phonemes
 
@@ -96,8 +101,13 @@ def test_only_the_loudness_envelope_of_the_audio_reaches_the_emg():
     clock_tone, clock_noise = synthesis.speech_activity(tone, 16000), synthesis.speech_activity(noise, 16000)
     np.testing.assert_array_equal(clock_tone, clock_noise)
     session = synthesis.Session(np.random.default_rng(1))
-    emg = [session.record(synthesis.articulator_activations(["s", "E", "v", "@", "n"], clock, np.random.default_rng(2)),
-                          np.random.default_rng(3)) for clock in (clock_tone, clock_noise)]
+    emg = [
+        session.record(
+            synthesis.articulator_activations(["s", "E", "v", "@", "n"], clock, np.random.default_rng(2)),
+            np.random.default_rng(3),
+        )
+        for clock in (clock_tone, clock_noise)
+    ]
     np.testing.assert_array_equal(emg[0], emg[1])
 
 
@@ -131,8 +141,9 @@ def test_activation_leads_the_sound_and_voicing_follows_phonemes():
 
 
 def test_muscle_signal_is_band_limited_noise_and_mains_sits_at_60_hz():
-    quiet = synthesis.SessionConfig(mains=(0.0, 0.0), offset=0.0, drift=(0.0, 0.0), heartbeat=(0.0, 0.0),
-                                    sensor_noise=0.0, burst_rate=0.0)
+    quiet = synthesis.SessionConfig(
+        mains=(0.0, 0.0), offset=0.0, drift=(0.0, 0.0), heartbeat=(0.0, 0.0), sensor_noise=0.0, burst_rate=0.0
+    )
     session = synthesis.Session(np.random.default_rng(0), quiet)
     emg = session.record(np.full((20000, 8), 0.5), np.random.default_rng(1))
     power = np.abs(np.fft.rfft(emg, axis=0)) ** 2
@@ -147,7 +158,9 @@ def test_muscle_signal_is_band_limited_noise_and_mains_sits_at_60_hz():
 
 
 def test_activation_raises_the_amplitude_of_its_electrode():
-    quiet = synthesis.SessionConfig(mains=(0.0, 0.0), offset=0.0, drift=(0.0, 0.0), heartbeat=(0.0, 0.0), burst_rate=0.0)
+    quiet = synthesis.SessionConfig(
+        mains=(0.0, 0.0), offset=0.0, drift=(0.0, 0.0), heartbeat=(0.0, 0.0), burst_rate=0.0
+    )
     session = synthesis.Session(np.random.default_rng(0), quiet)
     activation = np.zeros((4000, 8))
     activation[2000:, 4] = 1.0  # the tongue tip works in the second half
@@ -162,8 +175,12 @@ def test_activation_raises_the_amplitude_of_its_electrode():
 def test_build_writes_the_gaddy_layout(built, speech_corpus):
     out, manifest = built
     folders = sorted(p.relative_to(out / "emg_data").as_posix() for p in (out / "emg_data").glob("*/*"))
-    assert folders == ["silent_parallel_data/5-1_silent", "silent_parallel_data/5-2_silent",
-                       "voiced_parallel_data/5-1", "voiced_parallel_data/5-2"]
+    assert folders == [
+        "silent_parallel_data/5-1_silent",
+        "silent_parallel_data/5-2_silent",
+        "voiced_parallel_data/5-1",
+        "voiced_parallel_data/5-2",
+    ]
     for info_path in (out / "emg_data").glob("*/*/*_info.json"):
         info = json.loads(info_path.read_text())
         emg = np.load(str(info_path).replace("_info.json", "_emg.npy"))
@@ -172,8 +189,11 @@ def test_build_writes_the_gaddy_layout(built, speech_corpus):
         assert info["chunks"] == [[len(emg), len(audio), 0]]
         assert abs(len(audio) / 16000 - len(emg) / 1000) < 0.002
         assert set(info) == {"book", "sentence_index", "text", "chunks"}
-    silence = [json.loads(p.read_text()) for p in (out / "emg_data").glob("*/*/*_info.json")
-               if json.loads(p.read_text())["sentence_index"] == -1]
+    silence = [
+        json.loads(p.read_text())
+        for p in (out / "emg_data").glob("*/*/*_info.json")
+        if json.loads(p.read_text())["sentence_index"] == -1
+    ]
     assert len(silence) == 4 and all(s["text"] == "" and s["book"] == "" for s in silence)
     assert manifest["counts"]["voiced"] == 9
 
@@ -181,8 +201,10 @@ def test_build_writes_the_gaddy_layout(built, speech_corpus):
 def test_splits_slices_and_parallel_pairs_follow_the_speech_corpus(built, speech_corpus):
     out, _ = built
     utterances = emg_loaders.load_gaddy(out)
-    speech = {split: [json.loads(line) for line in (speech_corpus / f"{split}_corpus.json").read_text().splitlines()]
-              for split in ("train", "valid", "test")}
+    speech = {
+        split: [json.loads(line) for line in (speech_corpus / f"{split}_corpus.json").read_text().splitlines()]
+        for split in ("train", "valid", "test")
+    }
     for split, name in (("valid", "dev"), ("test", "test"), ("train", "train")):
         expected = {(emg_corpus.BOOKS[r["slice"]], int(Path(r["key"]).stem), r["text"]) for r in speech[split]}
         voiced = {(u.book, u.sentence_index, u.text) for u in utterances if u.split == name and not u.silent}
@@ -204,9 +226,14 @@ def test_build_is_cached_and_deterministic(built, speech_corpus, tmp_path):
     out, manifest = built
     probe = next((out / "emg_data").glob("*/*/0_emg.npy"))
     before = probe.stat().st_mtime_ns
-    assert emg_corpus.build_emg_corpus(out, speech_corpus, EMGCorpusConfig(num_sessions=2, silent_train_fraction=0.5)) == manifest
+    assert (
+        emg_corpus.build_emg_corpus(out, speech_corpus, EMGCorpusConfig(num_sessions=2, silent_train_fraction=0.5))
+        == manifest
+    )
     assert probe.stat().st_mtime_ns == before  # nothing rewritten
-    again = emg_corpus.build_emg_corpus(tmp_path / "again", speech_corpus, EMGCorpusConfig(num_sessions=2, silent_train_fraction=0.5))
+    again = emg_corpus.build_emg_corpus(
+        tmp_path / "again", speech_corpus, EMGCorpusConfig(num_sessions=2, silent_train_fraction=0.5)
+    )
     assert again["counts"] == manifest["counts"]
     twin = tmp_path / "again" / probe.relative_to(out)
     assert twin.read_bytes() == probe.read_bytes()

@@ -13,24 +13,30 @@ import numpy as np
 import pytest
 import soundfile
 
-from ctclab.emg import training as emg
-from ctclab.emg import loaders as emg_loaders
+from ctclab.data.descriptors import write_descriptors
 from ctclab.data.generator import AudioGenerator
+from ctclab.emg import loaders as emg_loaders
+from ctclab.emg import training as emg
 from ctclab.emg.loaders import EMGDataError
 from ctclab.emg.signal import EMGFeatureConfig
 
 BOOK = "books/War_of_the_Worlds.txt"
 
 
-def write_gaddy_utterance(folder: Path, index: int, text: str, sentence_index: int, seconds: float = 1.0,
-                          seed: int = 0, book: str = BOOK) -> None:
+def write_gaddy_utterance(
+    folder: Path, index: int, text: str, sentence_index: int, seconds: float = 1.0, seed: int = 0, book: str = BOOK
+) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     emg_samples = int(seconds * 1000)
     np.save(folder / f"{index}_emg.npy", rng.standard_normal((emg_samples, 8)) * 20 + 100)  # float64 µV
     soundfile.write(folder / f"{index}_audio_clean.flac", 0.1 * rng.standard_normal(int(seconds * 16000)), 16000)
-    info = {"book": book if sentence_index >= 0 else "", "sentence_index": sentence_index, "text": text,
-            "chunks": [[emg_samples, int(seconds * 16000), 0]]}
+    info = {
+        "book": book if sentence_index >= 0 else "",
+        "sentence_index": sentence_index,
+        "text": text,
+        "chunks": [[emg_samples, int(seconds * 16000), 0]],
+    }
     (folder / f"{index}_info.json").write_text(json.dumps(info))
 
 
@@ -53,8 +59,9 @@ QWERTY_DTYPE = np.dtype([("emg_left", "<f4", (16,)), ("emg_right", "<f4", (16,))
 T0 = 1_650_000_000.0  # unix seconds
 
 
-def write_qwerty_session(path: Path, keys: list[tuple[str, float]], seconds: float = 4.0,
-                         condition: str = "on_keyboard", seed: int = 0) -> Path:
+def write_qwerty_session(
+    path: Path, keys: list[tuple[str, float]], seconds: float = 4.0, condition: str = "on_keyboard", seed: int = 0
+) -> Path:
     """One emg2qwerty look-alike session; ``keys`` are (pynput name, seconds after start)."""
     import h5py
 
@@ -65,26 +72,47 @@ def write_qwerty_session(path: Path, keys: list[tuple[str, float]], seconds: flo
     timeseries["emg_right"] = rng.standard_normal((samples, 16)) + 5
     timeseries["time"] = T0 + np.arange(samples) / 2000
     keystrokes = [{"key": key, "start": T0 + at, "end": T0 + at + 0.08} for key, at in keys]
-    prompts = [{"name": "text_prompt", "payload": {"text": "hi there"}, "start": T0 + 0.1, "end": T0 + 2.0},
-               {"name": "text_prompt", "payload": None, "start": T0 + 2.0, "end": T0 + 2.5},
-               {"name": "text_prompt", "payload": {"text": "ok"}, "start": T0 + 2.5, "end": T0 + seconds}]
+    prompts = [
+        {"name": "text_prompt", "payload": {"text": "hi there"}, "start": T0 + 0.1, "end": T0 + 2.0},
+        {"name": "text_prompt", "payload": None, "start": T0 + 2.0, "end": T0 + 2.5},
+        {"name": "text_prompt", "payload": {"text": "ok"}, "start": T0 + 2.5, "end": T0 + seconds},
+    ]
     with h5py.File(path, "w") as handle:
         group = handle.create_group("emg2qwerty")
         group.create_dataset("timeseries", data=timeseries)
-        group.attrs.update(session_name=path.stem, user="user0", condition=condition, duration_mins=seconds / 60,
-                           keystrokes=json.dumps(keystrokes), prompts=json.dumps(prompts))
+        group.attrs.update(
+            session_name=path.stem,
+            user="user0",
+            condition=condition,
+            duration_mins=seconds / 60,
+            keystrokes=json.dumps(keystrokes),
+            prompts=json.dumps(prompts),
+        )
     return path
 
 
-QWERTY_KEYS = [("h", 0.2), ("i", 0.4), ("Key.space", 0.7), ("Key.shift", 0.9), ("T", 1.0), ("x", 1.2),
-               ("Key.backspace", 1.5), ("o", 1.7), ("!", 2.6), ("o", 2.8), ("k", 3.1)]
+QWERTY_KEYS = [
+    ("h", 0.2),
+    ("i", 0.4),
+    ("Key.space", 0.7),
+    ("Key.shift", 0.9),
+    ("T", 1.0),
+    ("x", 1.2),
+    ("Key.backspace", 1.5),
+    ("o", 1.7),
+    ("!", 2.6),
+    ("o", 2.8),
+    ("k", 3.1),
+]
 
 
 def write_qwerty_fixture(root: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     write_qwerty_session(root / "sess_a.hdf5", QWERTY_KEYS)
-    (root / "metadata.csv").write_text("user,session,duration_mins,num_keystrokes,num_prompts,quality_check_tags\n"
-                                       f"user0,sess_a,0.07,{len(QWERTY_KEYS)},3,[]\n")
+    (root / "metadata.csv").write_text(
+        "user,session,duration_mins,num_keystrokes,num_prompts,quality_check_tags\n"
+        f"user0,sess_a,0.07,{len(QWERTY_KEYS)},3,[]\n"
+    )
     return root
 
 
@@ -94,9 +122,12 @@ def write_qwerty_fixture(root: Path) -> Path:
 def test_load_gaddy_reads_every_utterance_and_skips_silence_clips(tmp_path):
     utterances = emg_loaders.load_gaddy(write_gaddy_fixture(tmp_path))
     assert [(u.session, u.text, u.silent, u.split) for u in utterances] == [
-        ("5-4", "the first one", False, "train"), ("5-4", "then a second", False, "dev"),
-        ("5-5", "and a third", False, "test"), ("5-4_silent", "then a second", True, "dev"),
-        ("5-4_silent", "and a third", True, "test")]
+        ("5-4", "the first one", False, "train"),
+        ("5-4", "then a second", False, "dev"),
+        ("5-5", "and a third", False, "test"),
+        ("5-4_silent", "then a second", True, "dev"),
+        ("5-4_silent", "and a third", True, "test"),
+    ]
     first = utterances[0]
     assert first.emg.shape == (1000, 8) and first.emg.dtype == np.float64
     assert first.num_samples == 1000 and first.duration == 1.0
@@ -114,7 +145,9 @@ def test_silent_pairs_with_voiced_by_book_and_sentence(tmp_path):
     utterances = emg_loaders.load_gaddy(write_gaddy_fixture(tmp_path))
     pairs = emg_loaders.pair_silent_with_voiced(utterances)
     assert [(silent.session, voiced.session, silent.text) for silent, voiced in pairs] == [
-        ("5-4_silent", "5-4", "then a second"), ("5-4_silent", "5-5", "and a third")]
+        ("5-4_silent", "5-4", "then a second"),
+        ("5-4_silent", "5-5", "and a third"),
+    ]
     orphan = tmp_path / "emg_data" / "silent_parallel_data" / "5-4_silent"
     write_gaddy_utterance(orphan, 3, "no voiced twin", 99)
     with pytest.raises(EMGDataError, match="3_emg.npy.*no voiced recording"):
@@ -146,14 +179,17 @@ def _corrupt_missing_npy(folder: Path):
     (folder / "1_emg.npy").unlink()
 
 
-@pytest.mark.parametrize("corrupt, file_name, problem", [
-    (_corrupt_missing_info, "1_info.json", "missing"),
-    (_corrupt_channels, "1_emg.npy", r"shape \(1000, 7\), expected \(time, 8\)"),
-    (_corrupt_truncate, "1_emg.npy", "truncated"),
-    (_corrupt_json, "1_info.json", "bad info.json"),
-    (_corrupt_dtype, "1_emg.npy", "dtype int16"),
-    (_corrupt_missing_npy, "1_emg.npy", "not a readable"),
-])
+@pytest.mark.parametrize(
+    "corrupt, file_name, problem",
+    [
+        (_corrupt_missing_info, "1_info.json", "missing"),
+        (_corrupt_channels, "1_emg.npy", r"shape \(1000, 7\), expected \(time, 8\)"),
+        (_corrupt_truncate, "1_emg.npy", "truncated"),
+        (_corrupt_json, "1_info.json", "bad info.json"),
+        (_corrupt_dtype, "1_emg.npy", "dtype int16"),
+        (_corrupt_missing_npy, "1_emg.npy", "not a readable"),
+    ],
+)
 def test_malformed_utterance_raises_naming_the_file_or_is_counted(tmp_path, corrupt, file_name, problem):
     write_gaddy_fixture(tmp_path)
     folder = tmp_path / "emg_data" / "voiced_parallel_data" / "5-4"
@@ -198,8 +234,19 @@ def test_load_emg2qwerty_session_fields_and_key_mapping(tmp_path):
     assert session.sample_at(T0 + 1.0) == 2000
 
 
-@pytest.mark.parametrize("key, character", [("a", "a"), ("Q", "q"), ("'", "'"), ("Key.space", " "),
-                                            ("Key.enter", None), ("Key.backspace", None), ("7", None), (",", None)])
+@pytest.mark.parametrize(
+    "key, character",
+    [
+        ("a", "a"),
+        ("Q", "q"),
+        ("'", "'"),
+        ("Key.space", " "),
+        ("Key.enter", None),
+        ("Key.backspace", None),
+        ("7", None),
+        (",", None),
+    ],
+)
 def test_key_to_character(key, character):
     assert emg_loaders.key_to_character(key) == character
 
@@ -207,7 +254,10 @@ def test_key_to_character(key, character):
 def test_prompt_pairs_cut_the_emg_of_each_prompt(tmp_path):
     (session,) = emg_loaders.load_emg2qwerty(write_qwerty_fixture(tmp_path))
     pairs = emg_loaders.prompt_pairs(session)
-    assert [text for _, text in pairs] == ["hi to", "ok"]  # h i space T x (deleted) o | ! o k  # the payload-less prompt is left out
+    assert [text for _, text in pairs] == [
+        "hi to",
+        "ok",
+    ]  # h i space T x (deleted) o | ! o k  # the payload-less prompt is left out
     assert pairs[0][0].shape == (int(1.9 * 2000), 32) and pairs[1][0].shape == (int(1.5 * 2000), 32)
 
 
@@ -256,11 +306,14 @@ def test_feature_loader_reads_both_datasets(tmp_path):
 def test_generator_counts_a_malformed_recording_as_bad_input(tmp_path):
     write_gaddy_fixture(tmp_path)
     _corrupt_channels(tmp_path / "emg_data" / "voiced_parallel_data" / "5-4")
-    records = [{"key": str(path), "duration": 1.0, "text": "a text"}
-               for path in sorted((tmp_path / "emg_data").glob("*/*/[01]_emg.npy"))]
-    descriptor = emg.write_descriptors(records, tmp_path / "train.json")
-    generator = AudioGenerator(descriptor, features=EMGFeatureConfig(), feature_loader=emg.EMGFeatureLoader(),
-                               minibatch_size=2, verbose=False)
+    records = [
+        {"key": str(path), "duration": 1.0, "text": "a text"}
+        for path in sorted((tmp_path / "emg_data").glob("*/*/[01]_emg.npy"))
+    ]
+    descriptor = write_descriptors(records, tmp_path / "train.json")
+    generator = AudioGenerator(
+        descriptor, features=EMGFeatureConfig(), feature_loader=emg.EMGFeatureLoader(), minibatch_size=2, verbose=False
+    )
     assert len(generator.texts) == len(records) - 1
     assert generator.skipped.counts == {"bad input": 1}
     assert "(1000, 7)" in generator.skipped.items[0][2]
@@ -281,12 +334,15 @@ def test_gaddy_descriptor_set_scores_the_same_sentences_in_every_condition(tmp_p
     assert all(Path(r["key"]).is_absolute() for r in lines("train"))
 
 
-@pytest.mark.parametrize("text, label", [
-    ("the first one", "the first one"),
-    ("Mars—the Red Planet's", "marsthe red planet's"),  # an em dash is not a hyphen: dropped
-    ("twenty-one, said  Ogilvy.", "twenty one said ogilvy"),
-    ("Café  Nöel", "cafe noel"),
-])
+@pytest.mark.parametrize(
+    "text, label",
+    [
+        ("the first one", "the first one"),
+        ("Mars—the Red Planet's", "marsthe red planet's"),  # an em dash is not a hyphen: dropped
+        ("twenty-one, said  Ogilvy.", "twenty one said ogilvy"),
+        ("Café  Nöel", "cafe noel"),
+    ],
+)
 def test_book_text_is_normalized_to_the_alphabet(text, label):
     assert emg.normalize_transcript(text) == label
 

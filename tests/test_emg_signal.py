@@ -93,7 +93,9 @@ def test_resample_is_exact_on_lines_and_follows_a_slow_sine():
 def test_resample_antialias_removes_what_would_fold():
     """400 Hz at 1 kHz would alias to 116.79 Hz at 516.79 Hz; the low-pass removes it first."""
     x = tone(400.0)
-    assert np.std(emg_signal.resample(x, RATE, 516.79, antialias=False)[200:-200]) > 0.3  # interpolation damps it a little
+    assert (
+        np.std(emg_signal.resample(x, RATE, 516.79, antialias=False)[200:-200]) > 0.3
+    )  # interpolation damps it a little
     assert np.std(emg_signal.resample(x, RATE, 516.79)[200:-200]) < 0.01
 
 
@@ -157,14 +159,16 @@ def test_gaddy_features_equal_librosa_on_random_signals():
         smooth = np.convolve(np.convolve(column, np.ones(9) / 9, "same"), np.ones(9) / 9, "same")
         residual = column - smooth
         frame = dict(frame_length=16, hop_length=6)
-        reference = np.column_stack([
-            librosa.util.frame(smooth, **frame).mean(axis=0),
-            librosa.feature.rms(y=smooth, center=False, **frame)[0],
-            librosa.feature.rms(y=np.abs(residual), center=False, **frame)[0],
-            librosa.feature.zero_crossing_rate(residual, center=False, **frame)[0],
-            librosa.util.frame(np.abs(residual), **frame).mean(axis=0),
-            np.abs(librosa.stft(np.ascontiguousarray(column), n_fft=16, hop_length=6, center=False)).T,
-        ])
+        reference = np.column_stack(
+            [
+                librosa.util.frame(smooth, **frame).mean(axis=0),
+                librosa.feature.rms(y=smooth, center=False, **frame)[0],
+                librosa.feature.rms(y=np.abs(residual), center=False, **frame)[0],
+                librosa.feature.zero_crossing_rate(residual, center=False, **frame)[0],
+                librosa.util.frame(np.abs(residual), **frame).mean(axis=0),
+                np.abs(librosa.stft(np.ascontiguousarray(column), n_fft=16, hop_length=6, center=False)).T,
+            ]
+        )
         np.testing.assert_allclose(ours[:, channel], reference, rtol=1e-4, atol=1e-4 * np.abs(reference).max())
 
 
@@ -185,11 +189,14 @@ def test_log_spectrogram_of_a_bin_centred_sine():
 # ------------------------------------------------------------------------------ the pipeline
 
 
-@pytest.mark.parametrize("config, num_samples", [
-    (EMGFeatureConfig(), 3000),
-    (EMGFeatureConfig(mains_hz=50.0, highpass_hz=None), 777),
-    (EMGFeatureConfig.emg2qwerty(), 600),  # one 300 ms window at 2 kHz
-])
+@pytest.mark.parametrize(
+    "config, num_samples",
+    [
+        (EMGFeatureConfig(), 3000),
+        (EMGFeatureConfig(mains_hz=50.0, highpass_hz=None), 777),
+        (EMGFeatureConfig.emg2qwerty(), 600),  # one 300 ms window at 2 kHz
+    ],
+)
 def test_emg_features_shape_and_frame_count(config, num_samples):
     emg = np.random.default_rng(2).standard_normal((num_samples, config.num_channels)) * 20 + 300
     features = emg_signal.emg_features(emg, config)
@@ -208,20 +215,24 @@ def test_feature_dimensions_match_the_papers():
 def test_emg_features_ignore_mains_hum_and_offset():
     """Hum at 60-420 Hz plus a DC offset barely changes the features of a muscle-like signal."""
     rng = np.random.default_rng(3)
-    muscle = signal.sosfiltfilt(signal.butter(4, [20, 200], "bandpass", fs=RATE, output="sos"),
-                                rng.standard_normal((4000, 8)) * 30, axis=0)
+    muscle = signal.sosfiltfilt(
+        signal.butter(4, [20, 200], "bandpass", fs=RATE, output="sos"), rng.standard_normal((4000, 8)) * 30, axis=0
+    )
     hum = sum(tone(60.0 * k, amplitude=20.0 / k)[:, None] for k in range(1, 8)) + 400.0
     clean, hummed = emg_signal.emg_features(muscle), emg_signal.emg_features(muscle + hum)
     middle = slice(30, -30)
     assert np.abs(hummed - clean)[middle].mean() < 0.05 * np.abs(clean)[middle].mean()
 
 
-@pytest.mark.parametrize("emg, message", [
-    (np.zeros((1000, 7)), "shape"),
-    (np.zeros(1000), "shape"),
-    (np.zeros((20, 8)), "too short"),
-    (np.full((1000, 8), np.nan), "non-finite"),
-])
+@pytest.mark.parametrize(
+    "emg, message",
+    [
+        (np.zeros((1000, 7)), "shape"),
+        (np.zeros(1000), "shape"),
+        (np.zeros((20, 8)), "too short"),
+        (np.full((1000, 8), np.nan), "non-finite"),
+    ],
+)
 def test_emg_features_reject_bad_input(emg, message):
     with pytest.raises(ValueError, match=message):
         emg_signal.emg_features(emg)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from ctclab.data import ingest
 from ctclab.alphabet import ENGLISH
+from ctclab.data import ingest
 
 LJSPEECH_RATE = 22050  # Hz, as the real LJSpeech wavs
 
@@ -29,8 +29,12 @@ def librispeech(tmp_path) -> Path:
     """Two speakers; one missing flac, one malformed line, one digit, one untranscribed chapter."""
     root = tmp_path / "LibriSpeech" / "dev-clean"
     lines = {
-        ("19", "198"): ["19-198-0000 HELLO WORLD", "19-198-0001 IT'S TEN O'CLOCK", "19-198-0002 NO AUDIO HERE",
-                        "19-198-0003"],
+        ("19", "198"): [
+            "19-198-0000 HELLO WORLD",
+            "19-198-0001 IT'S TEN O'CLOCK",
+            "19-198-0002 NO AUDIO HERE",
+            "19-198-0003",
+        ],
         ("84", "121"): ["84-121-0000 THE QUEEN OF HEARTS", "84-121-0001 CHAPTER 1"],
     }
     for (speaker, chapter), transcript_lines in lines.items():
@@ -63,20 +67,27 @@ def ljspeech(tmp_path) -> Path:
     ]
     (root / "metadata.csv").write_text("\n".join(metadata) + "\n", encoding="utf-8")
     for index in range(1, 5):
-        soundfile.write(str(root / "wavs" / f"LJ001-000{index}.wav"), tone(0.4 * index, LJSPEECH_RATE),
-                        LJSPEECH_RATE, subtype="PCM_16")
+        soundfile.write(
+            str(root / "wavs" / f"LJ001-000{index}.wav"),
+            tone(0.4 * index, LJSPEECH_RATE),
+            LJSPEECH_RATE,
+            subtype="PCM_16",
+        )
     return root
 
 
-@pytest.mark.parametrize("raw, expected", [
-    ("HELLO WORLD", "hello world"),
-    ('"Stop," he said; it\u2019s the boys\' turn.', "stop he said it's the boys' turn"),
-    ("Caf\u00e9 au lait \u2014 na\u00efve, isn't it?", "cafe au lait naive isn't it"),
-    ("'quoted' words", "quoted words"),
-    ("rock-and-roll  twenty-one", "rock and roll twenty one"),
-    ("Chapter 1", "chapter 1"),  # digits are kept for the alphabet check to reject
-    ("!!!", ""),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("HELLO WORLD", "hello world"),
+        ('"Stop," he said; it\u2019s the boys\' turn.', "stop he said it's the boys' turn"),
+        ("Caf\u00e9 au lait \u2014 na\u00efve, isn't it?", "cafe au lait naive isn't it"),
+        ("'quoted' words", "quoted words"),
+        ("rock-and-roll  twenty-one", "rock and roll twenty one"),
+        ("Chapter 1", "chapter 1"),  # digits are kept for the alphabet check to reject
+        ("!!!", ""),
+    ],
+)
 def test_normalize_text(raw, expected):
     assert ingest.normalize_text(raw) == expected
 
@@ -91,8 +102,12 @@ def test_librispeech_points_at_flac_and_counts_skips(librispeech, tmp_path):
         assert Path(record["key"]).is_absolute() and record["key"].endswith(".flac")
         assert abs(soundfile.info(record["key"]).duration - record["duration"]) < 1e-3
     reasons = {Path(where.split(":")[0]).name + ":" + reason.split(":")[0] for where, reason in report.skipped}
-    assert reasons == {"19-198.trans.txt:missing audio", "19-198.trans.txt:malformed line",
-                       "84-121.trans.txt:text outside alphabet", "84-999-0000.flac:no transcript"}
+    assert reasons == {
+        "19-198.trans.txt:missing audio",
+        "19-198.trans.txt:malformed line",
+        "84-121.trans.txt:text outside alphabet",
+        "84-999-0000.flac:no transcript",
+    }
     assert any(where.endswith("19-198.trans.txt:3") for where, _ in report.skipped)
 
 
@@ -158,12 +173,15 @@ def test_cli(librispeech, tmp_path, capsys):
     assert "librispeech: 3 utterances written, 4 skipped" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("corpus_name, make_folder, message", [
-    ("timit", True, "unknown corpus 'timit'"),
-    ("librispeech", True, "no LibriSpeech .*trans.txt"),
-    ("ljspeech", True, "metadata.csv does not exist"),
-    ("ljspeech", False, "does not exist"),
-])
+@pytest.mark.parametrize(
+    "corpus_name, make_folder, message",
+    [
+        ("timit", True, "unknown corpus 'timit'"),
+        ("librispeech", True, "no LibriSpeech .*trans.txt"),
+        ("ljspeech", True, "metadata.csv does not exist"),
+        ("ljspeech", False, "does not exist"),
+    ],
+)
 def test_bad_inputs_raise(tmp_path, corpus_name, make_folder, message):
     folder = tmp_path / "data"
     if make_folder:

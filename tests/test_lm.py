@@ -29,8 +29,12 @@ def test_toy_bigram_by_hand():
     D1=1-2Y*2/3=3/7, D2=2; context a: S=3, gamma(a)=(3/7 + 2)/3 = 17/21.
     """
     model = NGramLM.train(TOY, order=2)
-    unigram = {"a": Fraction(21, 100), "b": Fraction(21, 100), "<unk>": Fraction(21, 100),
-               "</s>": Fraction(4, 25) + Fraction(21, 100)}
+    unigram = {
+        "a": Fraction(21, 100),
+        "b": Fraction(21, 100),
+        "<unk>": Fraction(21, 100),
+        "</s>": Fraction(4, 25) + Fraction(21, 100),
+    }
     for word, expected in unigram.items():
         assert 10 ** model.log10_prob(word) == pytest.approx(float(expected), abs=1e-12)
     gamma_a = Fraction(17, 21)
@@ -105,8 +109,11 @@ def test_unknown_words_score_as_unk():
     model = NGramLM.train(["go left", "go right"], order=2)
     assert model.log10_prob("sideways", ("go",)) == model.log10_prob("<unk>", ("go",))
     assert model.log10_prob("left", ("sideways",)) == model.log10_prob("left", ("<unk>",))
-    by_word = [model.log10_prob("go", ("<s>",)), model.log10_prob("left", ("<s>", "go")),
-               model.log10_prob("</s>", ("go", "left"))]
+    by_word = [
+        model.log10_prob("go", ("<s>",)),
+        model.log10_prob("left", ("<s>", "go")),
+        model.log10_prob("</s>", ("go", "left")),
+    ]
     assert model.score_sentence("go left") == pytest.approx(sum(by_word))
 
 
@@ -119,7 +126,8 @@ def test_kenlm_reads_our_arpa_and_agrees(tmp_path):
     for text in texts + ["ten two", "go sideways now", "stop stop stop"]:
         assert reference.score(text, bos=True, eos=True) == pytest.approx(model.score_sentence(text), abs=1e-4)
         assert reference.score(text, bos=False, eos=False) == pytest.approx(
-            model.score_sentence(text, bos=False, eos=False), abs=1e-4)
+            model.score_sentence(text, bos=False, eos=False), abs=1e-4
+        )
 
 
 @pytest.mark.parametrize(

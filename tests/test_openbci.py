@@ -47,15 +47,18 @@ def test_playback_board_reports_its_master_boards_layout(tmp_path):
     assert BoardSession(config).layout == BoardLayout.of("cyton")
 
 
-@pytest.mark.parametrize("arguments, message", [
-    ({"board": "ganglion"}, "not one of"),
-    ({"board": "cyton"}, "serial_port"),
-    ({"board": "cyton_daisy"}, "serial_port"),
-    ({"board": "cyton_wifi"}, "ip_port"),
-    ({"board": "playback"}, "playback_file"),
-    ({"board": "playback", "playback_file": "x.csv", "master_board": "playback"}, "master_board"),
-    ({"buffer_samples": 0}, "buffer_samples"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({"board": "ganglion"}, "not one of"),
+        ({"board": "cyton"}, "serial_port"),
+        ({"board": "cyton_daisy"}, "serial_port"),
+        ({"board": "cyton_wifi"}, "ip_port"),
+        ({"board": "playback"}, "playback_file"),
+        ({"board": "playback", "playback_file": "x.csv", "master_board": "playback"}, "master_board"),
+        ({"buffer_samples": 0}, "buffer_samples"),
+    ],
+)
 def test_bad_board_configuration_is_a_value_error(arguments, message):
     with pytest.raises(ValueError, match=message):
         BoardConfig(**arguments)
@@ -117,8 +120,10 @@ def test_wrong_serial_port_names_board_port_and_fix():
 
 def test_board_disappearing_mid_stream_is_a_clear_error_and_exit_stays_clean():
     config = BoardConfig()
-    with (pytest.raises(openbci.BoardDisconnectedError, match="synthetic board disappeared mid-stream"),
-          BoardSession(config) as session):
+    with (
+        pytest.raises(openbci.BoardDisconnectedError, match="synthetic board disappeared mid-stream"),
+        BoardSession(config) as session,
+    ):
         read_samples(session, 10)
         BoardShim(config.board_id, config.input_params()).release_session()  # the board vanishes
         session.read()
@@ -150,8 +155,10 @@ def test_record_then_replay_through_the_playback_board(tmp_path):
 def write_script(tmp_path, master_board="cyton_wifi", speed=1.0):
     """Two recordings with a 10 Hz / 40 Hz sine on every channel, at 1000 Hz."""
     time_s = np.arange(1500) / 1000
-    recordings = [(np.repeat(np.sin(2 * np.pi * f * time_s)[:, None] * 50, 8, axis=1), text)
-                  for f, text in ((10, "hello there"), (40, "go left"))]
+    recordings = [
+        (np.repeat(np.sin(2 * np.pi * f * time_s)[:, None] * 50, 8, axis=1), text)
+        for f, text in ((10, "hello there"), (40, "go left"))
+    ]
     return recordings, live_decoding.write_playback_file(tmp_path / "play.csv", recordings, 1000, master_board, speed)
 
 
@@ -201,12 +208,15 @@ def malformed(lines: list[str], index: int, how: str) -> list[str]:
     return lines[:index] + ["\t".join(fields)] + lines[index + 1 :]
 
 
-@pytest.mark.parametrize("how, message", [
-    ("columns", r"play.csv:8: 21 columns, but board 5 \(CYTON_WIFI_BOARD\) has 24 rows"),
-    ("number", r"play.csv:8: not a number"),
-    ("timestamp", r"play.csv:8: timestamp 1000.000000 is earlier than the line before"),
-    ("blank", r"play.csv:8: blank line"),
-])
+@pytest.mark.parametrize(
+    "how, message",
+    [
+        ("columns", r"play.csv:8: 21 columns, but board 5 \(CYTON_WIFI_BOARD\) has 24 rows"),
+        ("number", r"play.csv:8: not a number"),
+        ("timestamp", r"play.csv:8: timestamp 1000.000000 is earlier than the line before"),
+        ("blank", r"play.csv:8: blank line"),
+    ],
+)
 def test_malformed_playback_line_is_named_before_any_session_opens(tmp_path, how, message):
     write_script(tmp_path)
     path = tmp_path / "play.csv"
@@ -217,8 +227,9 @@ def test_malformed_playback_line_is_named_before_any_session_opens(tmp_path, how
     assert not openbci.is_session_open(config)
 
 
-@pytest.mark.parametrize("content, message", [(None, "does not exist"), ("", "empty playback file"),
-                                              ("\n\n", "empty playback file")])
+@pytest.mark.parametrize(
+    "content, message", [(None, "does not exist"), ("", "empty playback file"), ("\n\n", "empty playback file")]
+)
 def test_missing_or_empty_playback_file(tmp_path, content, message):
     path = tmp_path / "play.csv"
     if content is not None:

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from ctclab.report import runner as report
 from ctclab.report import page as report_page
+from ctclab.report import runner as report
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +62,9 @@ def test_index_renders_in_headless_chromium(smoke_report, tmp_path):
     try:
         page = context.new_page()
         page.goto((out_dir / "index.html").as_uri(), wait_until="load")
-        images = page.eval_on_selector_all("img", "els => els.map(e => [e.getAttribute('src'), e.complete, e.naturalWidth])")
+        images = page.eval_on_selector_all(
+            "img", "els => els.map(e => [e.getAttribute('src'), e.complete, e.naturalWidth])"
+        )
         assert images and all(complete and width > 0 for _, complete, width in images), images
         rows = page.eval_on_selector_all("table.results tr", "rows => rows.length")
         assert rows >= 1 + 5  # header + models 0-4
@@ -89,13 +91,22 @@ def test_backend_start_up_logs_are_dropped_from_the_export_only():
         "I0000 00:00:1795981210.657064   15167 port.cc:153] oneDNN custom operations are on.\n",
         "E0000 00:00:1795981719.860198   15795 cuda_platform.cc:52] failed call to cuInit: UNKNOWN ERROR (303)\n",
     ]
-    notebook = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("import keras", outputs=[nbformat.v4.new_output("stream", name="stderr", text="".join(tf_lines))]),
-        nbformat.v4.new_code_cell("train()", outputs=[
-            nbformat.v4.new_output("stream", name="stderr", text=tf_lines[1] + "UserWarning: 3 utterances skipped\n"),
-            nbformat.v4.new_output("stream", name="stdout", text=tf_lines[1]),  # stdout is never touched
-        ]),
-    ])
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(
+                "import keras", outputs=[nbformat.v4.new_output("stream", name="stderr", text="".join(tf_lines))]
+            ),
+            nbformat.v4.new_code_cell(
+                "train()",
+                outputs=[
+                    nbformat.v4.new_output(
+                        "stream", name="stderr", text=tf_lines[1] + "UserWarning: 3 utterances skipped\n"
+                    ),
+                    nbformat.v4.new_output("stream", name="stdout", text=tf_lines[1]),  # stdout is never touched
+                ],
+            ),
+        ]
+    )
     cleaned = report.without_backend_logs(notebook)
     assert cleaned.cells[0].outputs == []
     assert [output.text for output in cleaned.cells[1].outputs] == ["UserWarning: 3 utterances skipped\n", tf_lines[1]]
@@ -104,10 +115,12 @@ def test_backend_start_up_logs_are_dropped_from_the_export_only():
 def test_failing_notebook_is_named_with_its_cell(tmp_path):
     import nbformat
 
-    notebook = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell('PROFILE = "quick"', metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("raise RuntimeError('deliberate')"),
-    ])
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell('PROFILE = "quick"', metadata={"tags": ["parameters"]}),
+            nbformat.v4.new_code_cell("raise RuntimeError('deliberate')"),
+        ]
+    )
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     source = tmp_path / "99_broken.ipynb"
     nbformat.write(notebook, source)
@@ -121,9 +134,20 @@ def test_results_frame_reads_every_family(tmp_path):
     for family, run, cer in [("course", "model_2", 0.3), ("emg", "emg_gru", 0.2), ("deep", "final", 0.04)]:
         run_dir = tmp_path / family / run
         run_dir.mkdir(parents=True)
-        (run_dir / "history.json").write_text(json.dumps({"loss": [9.0, 5.0], "val_loss": [8.0, 6.0], "epoch_seconds": [2.0, 4.0]}))
-        (run_dir / "scores.json").write_text(json.dumps({"wer": 0.5, "cer": cer, "parameters": 1000, "desc_file": "x/test_corpus.json",
-                                                         "examples": [{"truth": "a b", "prediction": "a c"}]}))
+        (run_dir / "history.json").write_text(
+            json.dumps({"loss": [9.0, 5.0], "val_loss": [8.0, 6.0], "epoch_seconds": [2.0, 4.0]})
+        )
+        (run_dir / "scores.json").write_text(
+            json.dumps(
+                {
+                    "wer": 0.5,
+                    "cer": cer,
+                    "parameters": 1000,
+                    "desc_file": "x/test_corpus.json",
+                    "examples": [{"truth": "a b", "prediction": "a c"}],
+                }
+            )
+        )
     frame = report_page.results_frame(tmp_path)
     assert list(frame.family) == ["course", "deep", "emg"]  # course order
     row = frame[frame.model == "emg_gru"].iloc[0]
@@ -141,14 +165,28 @@ def test_emg_scores_give_one_report_row_per_test_file(tmp_path):
 
     run_dir = tmp_path / "emg" / "emg_model"
     run_dir.mkdir(parents=True)
-    (run_dir / "history.json").write_text(json.dumps({"loss": [3.0, 2.0], "val_loss": [3.0, 2.5], "epoch_seconds": [1.0, 1.0]}))
+    (run_dir / "history.json").write_text(
+        json.dumps({"loss": [3.0, 2.0], "val_loss": [3.0, 2.5], "epoch_seconds": [1.0, 1.0]})
+    )
     arguments = {"input_dim": 112, "units": 8}
     (run_dir / "builder.json").write_text(json.dumps({"builder": "bidirectional_rnn_model", "arguments": arguments}))
-    rows = [{"model": "EMG", "condition": condition, "vocabulary": "closed", "references": ["a b", "c"],
-             "run_dir": str(run_dir), "desc_file": f"data/test_{condition}_closed.json",
-             "scores": {"greedy": (0.5, cer), "lm": (0.25, cer / 2), "utterances": 2,
-                        "hypotheses": {"greedy": ["a c", "c"], "lm": ["a b", "c"]}}}
-            for condition, cer in (("voiced", 0.1), ("silent", 0.3))]
+    rows = [
+        {
+            "model": "EMG",
+            "condition": condition,
+            "vocabulary": "closed",
+            "references": ["a b", "c"],
+            "run_dir": str(run_dir),
+            "desc_file": f"data/test_{condition}_closed.json",
+            "scores": {
+                "greedy": (0.5, cer),
+                "lm": (0.25, cer / 2),
+                "utterances": 2,
+                "hypotheses": {"greedy": ["a c", "c"], "lm": ["a b", "c"]},
+            },
+        }
+        for condition, cer in (("voiced", 0.1), ("silent", 0.3))
+    ]
     assert emg.save_scores(rows) == [run_dir / "scores.json"]
     frame = report_page.results_frame(tmp_path)
     assert list(frame.model) == ["emg_model (voiced, closed)", "emg_model (silent, closed)"]

@@ -5,15 +5,19 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from ctclab.alphabet import ENGLISH
 from ctclab.models.course import cnn_rnn_model, deep_rnn_model, rnn_model
 from ctclab.models.registry import build, cnn_output_length, logits_model
-from ctclab.alphabet import ENGLISH
 
 # The course notebook's published summaries, built with the course's configurations.
 COURSE_MODELS = [
     ("simple_rnn_model", dict(input_dim=161), 16_617),
     ("rnn_model", dict(input_dim=161, units=200, activation="relu"), 223_829),
-    ("cnn_rnn_model", dict(input_dim=161, filters=200, kernel_size=11, conv_stride=2, conv_border_mode="valid", units=200), 442_029),
+    (
+        "cnn_rnn_model",
+        dict(input_dim=161, filters=200, kernel_size=11, conv_stride=2, conv_border_mode="valid", units=200),
+        442_029,
+    ),
     ("deep_rnn_model", dict(input_dim=161, units=200, recur_layers=2), 465_229),
     ("bidirectional_rnn_model", dict(input_dim=161, units=200), 446_029),
 ]
@@ -59,8 +63,16 @@ SHAPE_CASES = [
     ("simple_rnn_model", dict(input_dim=13)),
     ("rnn_model", dict(input_dim=13, units=8)),
     ("cnn_rnn_model", dict(input_dim=13, filters=8, kernel_size=11, conv_stride=2, conv_border_mode="valid", units=8)),
-    ("cnn_rnn_model", dict(input_dim=13, filters=8, kernel_size=5, conv_stride=3, conv_border_mode="same", units=8, rnn_type="gru")),
-    ("cnn_rnn_model", dict(input_dim=13, filters=8, kernel_size=4, conv_stride=2, conv_border_mode="causal", units=8, rnn_type="lstm")),
+    (
+        "cnn_rnn_model",
+        dict(input_dim=13, filters=8, kernel_size=5, conv_stride=3, conv_border_mode="same", units=8, rnn_type="gru"),
+    ),
+    (
+        "cnn_rnn_model",
+        dict(
+            input_dim=13, filters=8, kernel_size=4, conv_stride=2, conv_border_mode="causal", units=8, rnn_type="lstm"
+        ),
+    ),
     ("deep_rnn_model", dict(input_dim=13, units=8, recur_layers=3)),
     ("bidirectional_rnn_model", dict(input_dim=13, units=8)),
 ]
@@ -93,15 +105,26 @@ def test_softmax_outputs_and_logits_model():
     probabilities = np.asarray(model(features))
     np.testing.assert_allclose(probabilities.sum(-1), 1.0, rtol=1e-5)
     logits = np.asarray(logits_model(model)(features))
-    np.testing.assert_allclose(np.exp(logits) / np.exp(logits).sum(-1, keepdims=True), probabilities, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        np.exp(logits) / np.exp(logits).sum(-1, keepdims=True), probabilities, rtol=1e-4, atol=1e-6
+    )
 
 
 def test_builder_config_rebuilds_the_same_architecture():
     model = cnn_rnn_model(13, filters=8, units=8, conv_stride=3)
     assert model.builder_config == {
         "builder": "cnn_rnn_model",
-        "arguments": dict(input_dim=13, filters=8, kernel_size=11, conv_stride=3, conv_border_mode="valid",
-                          units=8, output_dim=29, rnn_type="simple_rnn", reset_after=True),
+        "arguments": dict(
+            input_dim=13,
+            filters=8,
+            kernel_size=11,
+            conv_stride=3,
+            conv_border_mode="valid",
+            units=8,
+            output_dim=29,
+            rnn_type="simple_rnn",
+            reset_after=True,
+        ),
     }
     rebuilt = build(model.builder_config["builder"], **model.builder_config["arguments"])
     assert rebuilt.count_params() == model.count_params() and rebuilt.output_length(100) == 30

@@ -12,21 +12,36 @@ from hypothesis import strategies as st
 from keras import layers
 from scipy import signal
 
+from ctclab.alphabet import ENGLISH
+from ctclab.data.features import Normalizer
 from ctclab.decoding.greedy import greedy_decode
 from ctclab.decoding.metrics import cer
 from ctclab.emg import signal as emg_signal
 from ctclab.live import decoding as live_decoding
 from ctclab.live import openbci
+from ctclab.live.streaming import (
+    CausalFilter,
+    IncrementalGreedyDecoder,
+    SampleRing,
+    StreamConfig,
+    StreamResampler,
+    WindowedDecoder,
+)
 from ctclab.models.course import bidirectional_rnn_model
 from ctclab.models.registry import cnn_output_length, finish_model
-from ctclab.alphabet import ENGLISH
-from ctclab.data.features import Normalizer
-from ctclab.live.streaming import CausalFilter, IncrementalGreedyDecoder, SampleRing, StreamConfig, StreamResampler, WindowedDecoder
 
 # H3's log-spectrogram features at 1000 Hz, 32-sample frames every 10 samples, no filtering:
 # a frame grid that starts at sample 0, so windows and the whole signal share it.
-SPECTROGRAM = emg_signal.EMGFeatureConfig(kind="log_spectrogram", sample_rate=1000.0, num_channels=8, mains_hz=None,
-                                          highpass_hz=None, feature_rate=None, frame_length=32, frame_hop=10)
+SPECTROGRAM = emg_signal.EMGFeatureConfig(
+    kind="log_spectrogram",
+    sample_rate=1000.0,
+    num_channels=8,
+    mains_hz=None,
+    highpass_hz=None,
+    feature_rate=None,
+    frame_length=32,
+    frame_hop=10,
+)
 features = functools.partial(emg_signal.emg_features, config=SPECTROGRAM)
 
 
@@ -37,15 +52,17 @@ def conv_model(input_dim: int, stride: int) -> keras.Model:
     x = layers.Conv1D(16, 3, strides=stride, padding="valid", activation="relu", name="conv_valid")(x)  # (B, T', 16)
     logits = layers.Dense(ENGLISH.output_dim, name="time_dense")(x)
     outputs = layers.Activation("softmax", name="softmax", dtype="float32")(logits)
-    return finish_model(inputs, outputs, "conv_model",
-                                 lambda length: cnn_output_length(length, 3, "valid", stride))
+    return finish_model(inputs, outputs, "conv_model", lambda length: cnn_output_length(length, 3, "valid", stride))
 
 
 def emg_like(num_samples: int, rate: int, seed: int) -> np.ndarray:
     """(num_samples, 8) band-limited noise with a slowly varying envelope, a DC offset and 60 Hz hum."""
     rng = np.random.default_rng(seed)
-    carrier = signal.sosfilt(signal.butter(4, [20, min(450, 0.45 * rate)], "bandpass", fs=rate, output="sos"),
-                             rng.normal(size=(num_samples, 8)), axis=0)
+    carrier = signal.sosfilt(
+        signal.butter(4, [20, min(450, 0.45 * rate)], "bandpass", fs=rate, output="sos"),
+        rng.normal(size=(num_samples, 8)),
+        axis=0,
+    )
     envelope = 1 + np.abs(np.cumsum(rng.normal(size=(num_samples, 1)), axis=0)) / np.sqrt(num_samples)
     hum = 5 * np.sin(2 * np.pi * 60 * np.arange(num_samples) / rate)[:, None]
     return 30 * carrier * envelope + hum + 300.0
@@ -77,8 +94,10 @@ def test_sample_ring_holds_the_newest_samples_of_the_stream(capacity, sizes):
 
 
 @settings(max_examples=15, deadline=None)
-@given(rates=st.sampled_from([(250, 1000), (1000, 250), (125, 1000), (200, 1000), (250, 500)]),
-       sizes=st.lists(st.integers(0, 97), min_size=1, max_size=6))
+@given(
+    rates=st.sampled_from([(250, 1000), (1000, 250), (125, 1000), (200, 1000), (250, 500)]),
+    sizes=st.lists(st.integers(0, 97), min_size=1, max_size=6),
+)
 def test_chunked_resampling_equals_one_pass_over_the_stream(rates, sizes):
     x = np.random.default_rng(0).normal(size=(1200, 3))
     resampler = StreamResampler(*rates)
@@ -131,8 +150,10 @@ def test_filter_removes_offset_and_mains_and_keeps_emg_band():
 
 
 @settings(max_examples=60, deadline=None)
-@given(path=st.lists(st.sampled_from([ENGLISH.blank_index, 9, 9, 14, 2, 1]), min_size=1, max_size=40),
-       cuts=st.lists(st.integers(0, 40), max_size=5))
+@given(
+    path=st.lists(st.sampled_from([ENGLISH.blank_index, 9, 9, 14, 2, 1]), min_size=1, max_size=40),
+    cuts=st.lists(st.integers(0, 40), max_size=5),
+)
 def test_incremental_greedy_equals_greedy_over_the_concatenation(path, cuts):
     probabilities = np.eye(ENGLISH.output_dim)[path]  # (T, C) one-hot frames
     decoder = IncrementalGreedyDecoder()
@@ -142,17 +163,21 @@ def test_incremental_greedy_equals_greedy_over_the_concatenation(path, cuts):
     assert len(decoder.character_frames) == len(decoder.text) and decoder.frames == len(path)
 
 
-@pytest.mark.parametrize("windows, expected", [
-    (["hh", "h-i"], "hi"),  # a run crossing the border: one h
-    (["l-", "l"], "ll"),  # a blank before the border: two l's
-    (["l", "-l"], "ll"),  # a blank after the border
-    (["l", "l"], "l"),  # no blank anywhere: one l, as CTC says
-    (["-", "--", "a"], "a"),
-])
+@pytest.mark.parametrize(
+    "windows, expected",
+    [
+        (["hh", "h-i"], "hi"),  # a run crossing the border: one h
+        (["l-", "l"], "ll"),  # a blank before the border: two l's
+        (["l", "-l"], "ll"),  # a blank after the border
+        (["l", "l"], "l"),  # no blank anywhere: one l, as CTC says
+        (["-", "--", "a"], "a"),
+    ],
+)
 def test_window_borders_follow_the_ctc_collapse(windows, expected):
     def frames(text):  # "-" is the blank
-        return np.eye(ENGLISH.output_dim)[[ENGLISH.blank_index if c == "-" else ENGLISH.text_to_int_sequence(c)[0]
-                                           for c in text]]
+        return np.eye(ENGLISH.output_dim)[
+            [ENGLISH.blank_index if c == "-" else ENGLISH.text_to_int_sequence(c)[0] for c in text]
+        ]
 
     decoder = IncrementalGreedyDecoder()
     added = [decoder.feed(frames(window)) for window in windows]
@@ -197,10 +222,13 @@ def test_windows_hop_by_the_configured_hop():
     assert all(result.latency_s is None for result in results)  # no timestamps given
 
 
-@pytest.mark.parametrize("config, message", [
-    ({"right_context_ms": 0}, "right_context_ms 0 is too short"),
-    ({"hop_ms": 0.1}, "shorter than one sample"),
-])
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"right_context_ms": 0}, "right_context_ms 0 is too short"),
+        ({"hop_ms": 0.1}, "shorter than one sample"),
+    ],
+)
 def test_bad_window_configuration(config, message):
     with pytest.raises(ValueError, match=message):
         spectrogram_decoder(1000, 2, **config)
@@ -275,8 +303,10 @@ def test_a_stream_that_stops_sending_raises_a_stall_error_and_releases(tmp_path)
     script = playback_script(tmp_path, "cyton_wifi", speed=8.0)
     decoder = spectrogram_decoder(1000, 1, stall_timeout_s=0.5)
     config = playback_config(script)
-    with (pytest.raises(openbci.BoardStalledError, match=r"no samples from the playback board .* after 4500 samples"),
-          openbci.BoardSession(config) as session):
+    with (
+        pytest.raises(openbci.BoardStalledError, match=r"no samples from the playback board .* after 4500 samples"),
+        openbci.BoardSession(config) as session,
+    ):
         live_decoding.run_stream(session, decoder, max_samples=script.num_samples + 1000)
     assert decoder.samples_in == decoder.samples_filtered == script.num_samples
     assert not openbci.is_session_open(config)
@@ -291,8 +321,9 @@ def test_killing_the_stream_midway_leaves_no_session_open(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt), openbci.BoardSession(config) as session:
-        live_decoding.run_stream(session, spectrogram_decoder(1000, 1), max_samples=script.num_samples,
-                                 on_window=interrupt)
+        live_decoding.run_stream(
+            session, spectrogram_decoder(1000, 1), max_samples=script.num_samples, on_window=interrupt
+        )
     assert not openbci.is_session_open(config)
     with openbci.BoardSession(config) as session:  # the same board again, at once
         report = live_decoding.run_stream(session, spectrogram_decoder(1000, 1), max_samples=script.num_samples)

@@ -5,7 +5,10 @@ import pickle
 
 import numpy as np
 import pytest
+from conftest import run_check_script
+from ctc_reference import brute_force_ctc, random_ctc_case
 
+from ctclab.data.generator import AudioGenerator
 from ctclab.decoding.greedy import greedy_decode
 from ctclab.decoding.metrics import cer
 from ctclab.models.course import cnn_rnn_model, rnn_model
@@ -13,9 +16,6 @@ from ctclab.runs import load_histories, load_trained_model
 from ctclab.training.evaluation import evaluate_model
 from ctclab.training.loss import ctc_batch_loss
 from ctclab.training.trainer import train_model
-from conftest import run_check_script
-from ctc_reference import brute_force_ctc, random_ctc_case
-from ctclab.data.generator import AudioGenerator
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -64,8 +64,16 @@ def small_model():
 
 def run(tone_corpus, tmp_path, epochs, **kwargs):
     return train_model(
-        small_model(), "model_s.pickle", "model_s.keras", train_json=tone_corpus, valid_json=tone_corpus,
-        minibatch_size=3, epochs=epochs, verbose=0, results_dir=tmp_path / "results", **kwargs,
+        small_model(),
+        "model_s.pickle",
+        "model_s.keras",
+        train_json=tone_corpus,
+        valid_json=tone_corpus,
+        minibatch_size=3,
+        epochs=epochs,
+        verbose=0,
+        results_dir=tmp_path / "results",
+        **kwargs,
     )
 
 
@@ -110,8 +118,15 @@ def test_nan_loss_stops_with_a_clear_message(tone_corpus, tmp_path, monkeypatch,
     kernel = model.get_layer("time_dense").kernel
     kernel.assign(np.full(kernel.shape, np.nan, np.float32))
     history = train_model(
-        model, "nan.pickle", "nan.keras", train_json=tone_corpus, valid_json=tone_corpus, minibatch_size=3,
-        epochs=3, verbose=0, results_dir=tmp_path / "results",
+        model,
+        "nan.pickle",
+        "nan.keras",
+        train_json=tone_corpus,
+        valid_json=tone_corpus,
+        minibatch_size=3,
+        epochs=3,
+        verbose=0,
+        results_dir=tmp_path / "results",
     )
     assert "loss became nan" in history["stopped"] and "lower the learning rate" in history["stopped"]
     assert "training stopped" in capsys.readouterr().out

@@ -6,15 +6,15 @@ import math
 import keras
 import numpy as np
 import pytest
+from conftest import run_check_script
 
 from ctclab.models import deep as deep_models
 from ctclab.models import layers as model_layers
+from ctclab.training import options as training_options
 from ctclab.training.evaluation import evaluate_model
 from ctclab.training.loss import CTCTrainer
-from ctclab.training.trainer import train_model
-from ctclab.training import options as training_options
-from conftest import run_check_script
 from ctclab.training.options import OptimizerConfig, WarmupDecay
+from ctclab.training.trainer import train_model
 
 PEAK, FINAL = 1e-3, 1e-5
 

@@ -3,12 +3,20 @@
 import numpy as np
 import pytest
 import soundfile
+from conftest import write_tone
 from scipy import signal
 
 from ctclab.data.audio import AudioError, read_audio
-from ctclab.data.features import FEATURE_KINDS, FeatureConfig, LOG_FLOOR, calc_feat_dim, featurize_file, logmel, spectrogram
+from ctclab.data.features import (
+    FEATURE_KINDS,
+    LOG_FLOOR,
+    FeatureConfig,
+    calc_feat_dim,
+    featurize_file,
+    logmel,
+    spectrogram,
+)
 from ctclab.report.plots import plot_loss_curves, plot_raw_audio, plot_spectrogram_feature
-from conftest import write_tone
 
 RATE = 16000
 
@@ -17,7 +25,9 @@ RATE = 16000
 def speechlike():
     rng = np.random.default_rng(1)
     time = np.arange(int(1.23 * RATE)) / RATE
-    return (0.4 * np.sin(2 * np.pi * 300 * time) * np.sin(2 * np.pi * 3 * time) + 0.05 * rng.normal(size=time.size)).astype(np.float32)
+    return (
+        0.4 * np.sin(2 * np.pi * 300 * time) * np.sin(2 * np.pi * 3 * time) + 0.05 * rng.normal(size=time.size)
+    ).astype(np.float32)
 
 
 def test_course_feature_dim():
@@ -76,7 +86,10 @@ def test_featurize_file_all_kinds(tmp_path):
     "make, problem",
     [
         (lambda p: p.write_bytes(b"RIFF not really a wav"), "unreadable audio"),
-        (lambda p: soundfile.write(p, np.full(8000, 0.3, np.float32) * np.sin(np.arange(8000)), 8000), "sample rate 8000 Hz, expected 16000"),
+        (
+            lambda p: soundfile.write(p, np.full(8000, 0.3, np.float32) * np.sin(np.arange(8000)), 8000),
+            "sample rate 8000 Hz, expected 16000",
+        ),
         (lambda p: soundfile.write(p, np.zeros(16000, np.float32), RATE), "silent audio"),
         (lambda p: soundfile.write(p, np.zeros(0, np.float32), RATE), "empty audio"),
     ],
