@@ -22,8 +22,16 @@ import keras
 from keras import layers
 
 from ctclab.alphabet import ENGLISH
-from ctclab.models.layers import PaddingMask, PositionalEncoding, RelativePositionAttention, ZeroPadding, padded_conv1d, reduced_length
-from ctclab.models.registry import finish_model, features_input, time_dense_softmax, model_builder
+from ctclab.models.layers import (
+    PaddingMask,
+    PositionalEncoding,
+    RelativePositionAttention,
+    TimeReduction,
+    ZeroPadding,
+    padded_conv1d,
+    reduced_length,
+)
+from ctclab.models.registry import features_input, finish_model, model_builder, time_dense_softmax
 
 
 def _check_odd(name: str, value: int) -> None:
@@ -38,7 +46,9 @@ def _check_encoder(num_blocks: int, model_dim: int, num_heads: int) -> None:
         )
 
 
-def conv_subsampling(features, filters: int, strides: Sequence[int], kernel_size: int, name: str = "subsample"):
+def conv_subsampling(
+    features: keras.KerasTensor, filters: int, strides: Sequence[int], kernel_size: int, name: str = "subsample"
+) -> tuple[keras.KerasTensor, list[TimeReduction]]:
     """GELU Conv1D layers with ``kernel_size // 2`` zero frames on each side and the given strides.
 
     Explicit padding (model_layers.padded_conv1d) keeps the real frames independent of the padding.
@@ -55,7 +65,8 @@ def conv_subsampling(features, filters: int, strides: Sequence[int], kernel_size
     _check_odd("conv_kernel_size", kernel_size)
     if any(stride < 1 for stride in strides):
         raise ValueError(f"conv strides must be positive, got {list(strides)}")
-    x, reductions = features, []
+    x = features
+    reductions: list[TimeReduction] = []
     for index, stride in enumerate(strides, start=1):
         x = padded_conv1d(
             x, features, reductions, filters, kernel_size, stride, activation="gelu", name=f"{name}_conv_{index}"
@@ -63,7 +74,9 @@ def conv_subsampling(features, filters: int, strides: Sequence[int], kernel_size
     return x, reductions
 
 
-def _feed_forward(x, hidden_dim: int, dropout_rate: float, activation: str, name: str):
+def _feed_forward(
+    x: keras.KerasTensor, hidden_dim: int, dropout_rate: float, activation: str, name: str
+) -> keras.KerasTensor:
     """Pre-norm position-wise feed-forward: LN -> Dense(hidden) -> Dense(D). (B, T, D) -> (B, T, D)."""
     model_dim = x.shape[-1]
     x = layers.LayerNormalization(name=f"{name}_norm")(x)
@@ -126,13 +139,15 @@ def transformer_ctc_model(
     )
 
 
-def _half_feed_forward(x, dropout_rate: float, name: str):
+def _half_feed_forward(x: keras.KerasTensor, dropout_rate: float, name: str) -> keras.KerasTensor:
     """The Conformer's macaron half step: x + 0.5 * FFN(x), FFN 4x wide with swish."""
     half = layers.Rescaling(0.5, name=f"{name}_half")(_feed_forward(x, 4 * x.shape[-1], dropout_rate, "silu", name))
     return layers.Add(name=f"{name}_residual")([x, half])
 
 
-def _conformer_block(x, mask, num_heads: int, conv_kernel_size: int, dropout_rate: float, name: str):
+def _conformer_block(
+    x: keras.KerasTensor, mask: keras.KerasTensor, num_heads: int, conv_kernel_size: int, dropout_rate: float, name: str
+) -> keras.KerasTensor:
     """FFN/2 -> relative MHSA -> convolution module -> FFN/2 -> LayerNorm; (B, T, D) -> (B, T, D)."""
     model_dim = x.shape[-1]
     x = _half_feed_forward(x, dropout_rate, f"{name}_ffn_1")
@@ -202,7 +217,9 @@ def conformer_ctc_model(
     )
 
 
-def _subsampled_attention(x, mask, attention_dim: int, num_heads: int, dropout_rate: float, name: str):
+def _subsampled_attention(
+    x: keras.KerasTensor, mask: keras.KerasTensor, attention_dim: int, num_heads: int, dropout_rate: float, name: str
+) -> keras.KerasTensor:
     """Seed 001's MHSA module: LN -> 1x1 conv down to ``attention_dim`` -> relative MHSA ->
     dropout -> 1x1 conv back up -> residual. (B, T, D) -> (B, T, D)."""
     y = layers.LayerNormalization(name=f"{name}_norm")(x)
@@ -214,7 +231,9 @@ def _subsampled_attention(x, mask, attention_dim: int, num_heads: int, dropout_r
     return layers.Add(name=f"{name}_residual")([x, y])
 
 
-def _tds_block(x, mask, channels: int, kernel_size: int, name: str):
+def _tds_block(
+    x: keras.KerasTensor, mask: keras.KerasTensor, channels: int, kernel_size: int, name: str
+) -> keras.KerasTensor:
     """TDS convolution block then TDS fully connected block; (B, T, D) -> (B, T, D), D = channels * width.
 
     The convolution runs over time only, on (B, T, width, channels): each of the ``width``

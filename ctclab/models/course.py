@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import keras
 from keras import layers
+
 from ctclab.alphabet import ENGLISH
 from ctclab.models.registry import (
     cnn_output_length,
@@ -33,7 +34,10 @@ def simple_rnn_model(input_dim: int, output_dim: int = ENGLISH.output_dim, reset
 
 @model_builder
 def rnn_model(
-    input_dim: int, units: int = 200, activation: str = "relu", output_dim: int = ENGLISH.output_dim,
+    input_dim: int,
+    units: int = 200,
+    activation: str = "relu",
+    output_dim: int = ENGLISH.output_dim,
     reset_after: bool = True,
 ) -> keras.Model:
     """Model 1: GRU -> batch norm -> TimeDistributed dense -> softmax."""
@@ -45,9 +49,15 @@ def rnn_model(
 
 @model_builder
 def cnn_rnn_model(
-    input_dim: int, filters: int = 200, kernel_size: int = 11, conv_stride: int = 2,
-    conv_border_mode: str = "valid", units: int = 200, output_dim: int = ENGLISH.output_dim,
-    rnn_type: str = "simple_rnn", reset_after: bool = True,
+    input_dim: int,
+    filters: int = 200,
+    kernel_size: int = 11,
+    conv_stride: int = 2,
+    conv_border_mode: str = "valid",
+    units: int = 200,
+    output_dim: int = ENGLISH.output_dim,
+    rnn_type: str = "simple_rnn",
+    reset_after: bool = True,
 ) -> keras.Model:
     """Model 2: Conv1D -> batch norm -> RNN -> batch norm -> TimeDistributed dense -> softmax.
 
@@ -61,15 +71,22 @@ def cnn_rnn_model(
     x = recurrent_layer(rnn_type, units, "rnn", activation="relu", reset_after=reset_after)(x)
     x = layers.BatchNormalization(name="bn_rnn")(x)
     return finish_model(
-        inputs, time_dense_softmax(x, output_dim), "cnn_rnn_model",
+        inputs,
+        time_dense_softmax(x, output_dim),
+        "cnn_rnn_model",
         lambda length: cnn_output_length(length, kernel_size, conv_border_mode, conv_stride),
     )
 
 
 @model_builder
 def deep_rnn_model(
-    input_dim: int, units: int = 200, recur_layers: int = 2, output_dim: int = ENGLISH.output_dim,
-    rnn_type: str = "gru", activation: str = "tanh", reset_after: bool = True,
+    input_dim: int,
+    units: int = 200,
+    recur_layers: int = 2,
+    output_dim: int = ENGLISH.output_dim,
+    rnn_type: str = "gru",
+    activation: str = "tanh",
+    reset_after: bool = True,
 ) -> keras.Model:
     """Model 3: ``recur_layers`` x (RNN -> batch norm) -> TimeDistributed dense -> softmax.
 
@@ -86,7 +103,10 @@ def deep_rnn_model(
 
 @model_builder
 def bidirectional_rnn_model(
-    input_dim: int, units: int = 200, output_dim: int = ENGLISH.output_dim, rnn_type: str = "gru",
+    input_dim: int,
+    units: int = 200,
+    output_dim: int = ENGLISH.output_dim,
+    rnn_type: str = "gru",
     reset_after: bool = True,
 ) -> keras.Model:
     """Model 4: bidirectional RNN (forward and backward outputs concatenated) -> dense -> softmax."""

@@ -20,14 +20,14 @@ Time-strided convolutions use explicit zero padding where the seeds' PyTorch cod
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 from keras import layers
 
 from ctclab.alphabet import ENGLISH
 from ctclab.models.layers import PaddingMask, TimeReduction, ZeroPadding, padded_conv1d, reduced_length
-from ctclab.models.registry import finish_model, features_input, recurrent_layer, time_dense_softmax, model_builder
+from ctclab.models.registry import features_input, finish_model, model_builder, recurrent_layer, time_dense_softmax
 
 NORMALIZATIONS = ("batch", "layer", "none")
 
@@ -41,8 +41,8 @@ def _normalization(kind: str, name: str) -> layers.Layer:
 
 
 def _bidirectional_stack(
-    x,
-    mask,
+    x: keras.KerasTensor,
+    mask: keras.KerasTensor | None,
     units: int,
     recur_layers: int,
     rnn_type: str,
@@ -51,7 +51,7 @@ def _bidirectional_stack(
     dropout_rate: float,
     reset_after: bool,
     name: str = "birnn",
-):
+) -> keras.KerasTensor:
     """``recur_layers`` x (bidirectional RNN -> normalization -> dropout); (B, T, H) -> (B, T, 2 units or units)."""
     if recur_layers < 1:
         raise ValueError(f"recur_layers must be at least 1, got {recur_layers}")
@@ -105,7 +105,7 @@ def cnn_birnn_model(
     if conv_layers < 1 or pool_size < 1:
         raise ValueError(f"conv_layers and pool_size must be at least 1, got {conv_layers} and {pool_size}")
     inputs = x = features_input(input_dim)  # (B, T, F)
-    reductions = []
+    reductions: list[TimeReduction] = []
     for index in range(1, conv_layers + 1):
         stride = conv_stride if index == 1 else 1
         rate = dilation if stride == 1 else 1  # Keras convolutions cannot both stride and dilate
@@ -150,14 +150,23 @@ def deep_birnn_model(
     return finish_model(inputs, time_dense_softmax(x, output_dim), "deep_birnn_model", lambda length: length)
 
 
-def _conv2d_front_end(inputs, input_dim: int, filters: Sequence[int], kernels, strides, activation, name: str):
+def _conv2d_front_end(
+    inputs: keras.KerasTensor,
+    input_dim: int,
+    filters: Sequence[int],
+    kernels: Sequence[Sequence[int]],
+    strides: Sequence[Sequence[int]],
+    activation: Callable[[keras.KerasTensor, int], keras.KerasTensor],
+    name: str,
+) -> tuple[keras.KerasTensor, list[TimeReduction]]:
     """Conv2D layers over (time, frequency) with PyTorch-style symmetric zero padding (kernel // 2).
 
     Returns:
         ((B, T', F' * filters[-1]) tensor, list of TimeReduction of the time axis).
     """
     x = layers.Reshape((-1, input_dim, 1), name=f"{name}_to_image")(inputs)  # (B, T, F, 1)
-    frequency, reductions = input_dim, []
+    frequency = input_dim
+    reductions: list[TimeReduction] = []
     for index, (channels, kernel, stride) in enumerate(zip(filters, kernels, strides), start=1):
         (time_kernel, frequency_kernel), (time_stride, frequency_stride) = kernel, stride
         padding = (time_kernel // 2, frequency_kernel // 2)
@@ -226,7 +235,7 @@ def deep_speech2_model(
         )
     normalization = "batch" if batch_norm else "none"
 
-    def activation(x, index):
+    def activation(x: keras.KerasTensor, index: int) -> keras.KerasTensor:
         x = _normalization(normalization, f"conv_{index}_bn")(x)
         return layers.ReLU(max_value=relu_ceiling, name=f"conv_{index}_clipped_relu")(x)  # min(max(x, 0), ceiling)
 
@@ -253,7 +262,9 @@ def deep_speech2_model(
     )
 
 
-def _residual_cnn_block(x, mask, dropout_rate: float, name: str):
+def _residual_cnn_block(
+    x: keras.KerasTensor, mask: keras.KerasTensor, dropout_rate: float, name: str
+) -> keras.KerasTensor:
     """(LN over frequency -> GELU -> dropout -> 3x3 conv) x 2 + skip; (B, T, F, C) -> same shape."""
     residual = x
     for index in (1, 2):

@@ -17,13 +17,18 @@ Every layer here is registered for Keras serialization under the package "ctc_la
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import keras
 from keras import layers, ops
 
 PACKAGE = "ctc_lab"
+
+Tensor = Any  # a backend tensor (tf.Tensor, jax.Array) or a NumPy array
+Length = Any  # frame counts: a Python int, a NumPy array or a backend tensor; or None
+DType = Any  # a dtype name ("float32") or a backend dtype (tf.DType, np.dtype)
+Shape = tuple[int | None, ...]  # a Keras shape; None for an unknown size
 
 
 class TimeReduction(NamedTuple):
@@ -42,7 +47,7 @@ class TimeReduction(NamedTuple):
     dilation: int = 1
 
 
-def reduced_length(length, reductions: Sequence[Sequence[int]]):
+def reduced_length(length: Length, reductions: Sequence[Sequence[int]]) -> Length:
     """Frames left after ``reductions``: per step, (L + padding - dilation*(kernel-1) - 1) // stride + 1.
 
     This is the standard output size of a convolution (PyTorch's formula; Keras "valid" after
@@ -56,7 +61,7 @@ def reduced_length(length, reductions: Sequence[Sequence[int]]):
     return length
 
 
-def true_lengths(features):
+def true_lengths(features: Tensor) -> Tensor:
     """(B, T, F) zero-padded features -> (B,) int32 lengths: the last frame with a non-zero value, + 1."""
     nonzero = ops.any(ops.not_equal(features, 0), axis=-1)  # (B, T)
     positions = ops.arange(1, ops.shape(features)[1] + 1, dtype="int32")  # (T,) 1-based
@@ -76,15 +81,15 @@ class PaddingMask(layers.Layer):
         super().__init__(**kwargs)
         self.reductions = [list(TimeReduction(*reduction)) for reduction in reductions]
 
-    def call(self, features, x):
+    def call(self, features: Tensor, x: Tensor) -> Tensor:
         lengths = reduced_length(true_lengths(features), self.reductions)  # (B,)
         frames = ops.arange(ops.shape(x)[1], dtype="int32")  # (T',)
         return ops.less(frames[None, :], lengths[:, None])  # (B, T')
 
-    def compute_output_spec(self, features, x):
+    def compute_output_spec(self, features: keras.KerasTensor, x: keras.KerasTensor) -> keras.KerasTensor:
         return keras.KerasTensor((x.shape[0], x.shape[1]), dtype="bool")
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return dict(super().get_config(), reductions=self.reductions)
 
 
@@ -92,28 +97,28 @@ class PaddingMask(layers.Layer):
 class ZeroPadding(layers.Layer):
     """(x (B, T, ...), mask (B, T)) -> x with every padded frame set to zero."""
 
-    def call(self, x, mask):
+    def call(self, x: Tensor, mask: Tensor) -> Tensor:
         keep = ops.cast(mask, x.dtype)  # (B, T)
         for _ in range(len(x.shape) - 2):
             keep = ops.expand_dims(keep, -1)  # (B, T, 1, ...) broadcasts over feature axes
         return x * keep
 
-    def compute_output_spec(self, x, mask):
+    def compute_output_spec(self, x: keras.KerasTensor, mask: keras.KerasTensor) -> keras.KerasTensor:
         return keras.KerasTensor(x.shape, dtype=x.dtype)
 
 
 def padded_conv1d(
-    x,
-    features,
-    reductions: list,
+    x: keras.KerasTensor,
+    features: keras.KerasTensor,
+    reductions: list[TimeReduction],
     filters: int,
     kernel_size: int,
     stride: int = 1,
     border_mode: str = "same",
     dilation: int = 1,
-    activation=None,
+    activation: str | Callable | None = None,
     name: str = "conv1d",
-):
+) -> keras.KerasTensor:
     """A Conv1D whose output frame j always sees input frames [j*stride - left, ...), padding-proof.
 
     Keras' own "same" padding splits its zeros according to the padded batch length when
@@ -189,13 +194,13 @@ class SpecAugment(layers.Layer):
         self.frequency_masks, self.time_masks, self.seed = frequency_masks, time_masks, seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
-    def build(self, input_shape):
+    def build(self, input_shape: Shape) -> None:
         if input_shape[-1] is not None and self.frequency_mask_width >= input_shape[-1]:
             raise ValueError(
                 f"frequency_mask_width {self.frequency_mask_width} must be below the {input_shape[-1]} features"
             )
 
-    def _band_masks(self, batch, size, count: int, max_width: int):
+    def _band_masks(self, batch: int | Tensor, size: int | Tensor, count: int, max_width: int) -> Tensor:
         """(B, size) bool: the union of ``count`` random runs of width U{0..max_width} per row."""
         positions = ops.arange(size, dtype="float32")[None, :]  # (1, size)
         masked = ops.zeros((batch, size), dtype="bool")
@@ -208,7 +213,7 @@ class SpecAugment(layers.Layer):
             masked = ops.logical_or(masked, ops.logical_and(positions >= start, positions < start + width))
         return masked
 
-    def call(self, features, training=False):
+    def call(self, features: Tensor, training: bool | None = False) -> Tensor:
         if not training:
             return features
         batch, time_steps, feature_dim = ops.shape(features)[0], ops.shape(features)[1], ops.shape(features)[2]
@@ -219,10 +224,10 @@ class SpecAugment(layers.Layer):
         masked = ops.logical_or(frequency[:, None, :], time[:, :, None])  # (B, T, F)
         return ops.where(masked, ops.zeros_like(features), features)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
         return input_shape
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return dict(
             super().get_config(),
             frequency_mask_width=self.frequency_mask_width,
@@ -233,7 +238,7 @@ class SpecAugment(layers.Layer):
         )
 
 
-def sinusoids(positions, dim: int, dtype="float32"):
+def sinusoids(positions: Tensor, dim: int, dtype: DType = "float32") -> Tensor:
     """Sinusoidal encodings of ``positions`` (N,) -> (N, dim): sin in even, cos in odd columns.
 
     Frequencies 1 / 10000^(2i / dim), as in "Attention is all you need".
@@ -251,10 +256,10 @@ def sinusoids(positions, dim: int, dtype="float32"):
 class PositionalEncoding(layers.Layer):
     """Adds absolute sinusoidal position encodings: (B, T, D) -> (B, T, D), any T."""
 
-    def call(self, x):
+    def call(self, x: Tensor) -> Tensor:
         return x + sinusoids(ops.arange(ops.shape(x)[1]), x.shape[-1], x.dtype)[None]
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
         return input_shape
 
 
@@ -290,7 +295,7 @@ class RelativePositionAttention(layers.Layer):
         self.position = layers.Dense(inner, use_bias=False, name="position", dtype=self.dtype_policy)
         self.dropout = layers.Dropout(dropout_rate, dtype=self.dtype_policy)
 
-    def build(self, input_shape):
+    def build(self, input_shape: Shape) -> None:
         model_dim = input_shape[-1]
         inner = self.num_heads * self.head_dim
         for dense in (self.query, self.key, self.value):
@@ -301,12 +306,12 @@ class RelativePositionAttention(layers.Layer):
         self.content_bias = self.add_weight((self.num_heads, self.head_dim), initializer="zeros", name="content_bias")
         self.position_bias = self.add_weight((self.num_heads, self.head_dim), initializer="zeros", name="position_bias")
 
-    def _heads(self, x):
+    def _heads(self, x: Tensor) -> Tensor:
         """(B, T, H * d) -> (B, H, T, d)."""
         shape = ops.shape(x)
         return ops.transpose(ops.reshape(x, (shape[0], shape[1], self.num_heads, self.head_dim)), (0, 2, 1, 3))
 
-    def call(self, x, mask=None, training=False):
+    def call(self, x: Tensor, mask: Tensor | None = None, training: bool | None = False) -> Tensor:
         time_steps = ops.shape(x)[1]
         query, key, value = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
         distances = ops.arange(time_steps - 1, -time_steps, -1)  # (2T-1,): T-1, ..., -(T-1)
@@ -331,10 +336,10 @@ class RelativePositionAttention(layers.Layer):
         )
         return self.output_dense(merged)  # (B, T, D)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
         return input_shape
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return dict(
             super().get_config(), num_heads=self.num_heads, head_dim=self.head_dim, dropout_rate=self.dropout_rate
         )

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
+
 import keras
 from keras import layers
 
+Length = Any  # frame counts: a Python int, a NumPy array or a backend tensor (tf.Tensor, jax.Array); or None
 
 BUILDERS: dict[str, Callable[..., keras.Model]] = {}
 
@@ -48,7 +51,9 @@ def build(builder: str, **arguments) -> keras.Model:
     return BUILDERS[builder](**arguments)
 
 
-def cnn_output_length(input_length, filter_size: int, border_mode: str, stride: int, dilation: int = 1):
+def cnn_output_length(
+    input_length: Length, filter_size: int, border_mode: str, stride: int, dilation: int = 1
+) -> Length:
     """Frames out of a 1-D convolution (course name).
 
     "same" and "causal" pad so that, before striding, the length is unchanged; "valid" loses
@@ -65,6 +70,10 @@ def cnn_output_length(input_length, filter_size: int, border_mode: str, stride: 
 
 
 def recurrent_layer(rnn_type: str, units: int, name: str, **kwargs) -> layers.Layer:
+    """A "gru", "lstm" or "simple_rnn" layer returning sequences: (B, T, H) -> (B, T, units).
+
+    ``kwargs`` go to the layer; ``reset_after`` is dropped for LSTM and SimpleRNN, which have no such argument.
+    """
     if rnn_type not in RNN_LAYERS:
         raise ValueError(f"rnn_type must be one of {sorted(RNN_LAYERS)}, got {rnn_type!r}")
     if rnn_type != "gru":
@@ -72,7 +81,7 @@ def recurrent_layer(rnn_type: str, units: int, name: str, **kwargs) -> layers.La
     return RNN_LAYERS[rnn_type](units, return_sequences=True, name=name, **kwargs)
 
 
-def time_dense_softmax(x, output_dim: int):
+def time_dense_softmax(x: keras.KerasTensor, output_dim: int) -> keras.KerasTensor:
     """The course's "TimeDistributed dense" to ``output_dim`` logits, then the softmax.
 
     (B, T, H) -> (B, T, C). A Keras 3 Dense already maps the last axis of every time step with
@@ -85,13 +94,17 @@ def time_dense_softmax(x, output_dim: int):
     return layers.Activation("softmax", name="softmax", dtype="float32")(logits)
 
 
-def finish_model(inputs, outputs, name: str, output_length: Callable) -> keras.Model:
+def finish_model(
+    inputs: keras.KerasTensor, outputs: keras.KerasTensor, name: str, output_length: Callable[[Length], Length]
+) -> keras.Model:
+    """The Functional model ``inputs`` (B, T, F) -> ``outputs`` (B, T', C) with ``output_length`` (T -> T') attached."""
     model = keras.Model(inputs, outputs, name=name)
     model.output_length = output_length
     return model
 
 
-def features_input(input_dim: int):
+def features_input(input_dim: int) -> keras.KerasTensor:
+    """The model input: features (B, T, input_dim), any batch size B and frame count T."""
     if input_dim < 1:
         raise ValueError(f"input_dim must be positive, got {input_dim}")
     return keras.Input(shape=(None, input_dim), name="the_input")  # (B, T, F)

@@ -1,18 +1,21 @@
-"""Scoring trained runs: greedy transcripts, WER / CER on a held-out split, one table row per run.
-"""
+"""Scoring trained runs: greedy transcripts, WER / CER on a held-out split, one table row per run."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from ctclab.runs import Run
-
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
 import keras
 import numpy as np
+
+from ctclab.data.generator import AudioGenerator
 from ctclab.decoding.greedy import greedy_decode
 from ctclab.decoding.metrics import cer, wer
-from ctclab.data.generator import AudioGenerator
+from ctclab.runs import Run
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def predict_texts(model: keras.Model, generator: AudioGenerator, batch_size: int = 32) -> list[str]:
@@ -24,14 +27,15 @@ def predict_texts(model: keras.Model, generator: AudioGenerator, batch_size: int
         # the compiled predict function: 5-10x faster than an eager call for recurrent models
         probabilities = np.asarray(model.predict_on_batch(inputs["features"]))  # (B, T', C)
         lengths = np.asarray(model.output_length(inputs["input_length"]))
-        hypotheses += [
-            greedy_decode(p, int(n), generator.alphabet) for p, n in zip(probabilities, lengths)
-        ]
+        hypotheses += [greedy_decode(p, int(n), generator.alphabet) for p, n in zip(probabilities, lengths)]
     return hypotheses
 
 
 def evaluate_model(
-    run_dir: str | Path, desc_file: str | Path, limit: int | None = None, verbose: bool = False,
+    run_dir: str | Path,
+    desc_file: str | Path,
+    limit: int | None = None,
+    verbose: bool = False,
     feature_loader: Callable[[str], np.ndarray] | None = None,
 ) -> dict:
     """Greedy WER / CER of a trained run on a descriptor file (e.g. the unseen-voice test split).
@@ -43,8 +47,15 @@ def evaluate_model(
     """
     model, normalizer, features, alphabet = Run(Path(run_dir)).load_model()
     generator = AudioGenerator(
-        desc_file, features=features, alphabet=alphabet, shuffle=False, normalizer=normalizer,
-        output_length=model.output_length, limit=limit, verbose=verbose, feature_loader=feature_loader,
+        desc_file,
+        features=features,
+        alphabet=alphabet,
+        shuffle=False,
+        normalizer=normalizer,
+        output_length=model.output_length,
+        limit=limit,
+        verbose=verbose,
+        feature_loader=feature_loader,
     )
     hypotheses = predict_texts(model, generator)
     return {
@@ -59,7 +70,9 @@ def evaluate_model(
     }
 
 
-def compare_models(run_dirs, desc_file: str | Path, limit: int | None = None):
+def compare_models(
+    run_dirs: Iterable[str | Path], desc_file: str | Path, limit: int | None = None
+) -> tuple[pd.DataFrame, dict[str, dict]]:
     """One row per trained run: size, training time, best validation loss and held-out WER / CER.
 
     Also writes each run's scores, size and first decoded examples to ``<run_dir>/scores.json``
@@ -75,23 +88,28 @@ def compare_models(run_dirs, desc_file: str | Path, limit: int | None = None):
     """
     import pandas as pd
 
-    rows, evaluations = [], {}
+    rows: list[dict] = []
+    evaluations: dict[str, dict] = {}
     for run_dir in map(Path, run_dirs):
         run = Run(run_dir)
         history = run.history()
         evaluation = evaluations[run_dir.name] = evaluate_model(run_dir, desc_file, limit=limit)
         scores = {key: evaluation[key] for key in ("wer", "cer", "utterances", "skipped", "parameters")}
-        examples = [{"truth": truth, "prediction": prediction}
-                    for truth, prediction in zip(evaluation["references"][:8], evaluation["hypotheses"][:8])]
+        examples = [
+            {"truth": truth, "prediction": prediction}
+            for truth, prediction in zip(evaluation["references"][:8], evaluation["hypotheses"][:8])
+        ]
         run.save_scores(dict(scores, desc_file=str(desc_file), examples=examples))
-        rows.append({
-            "model": run_dir.name,
-            "builder": evaluation["builder"],
-            "parameters": evaluation["parameters"],
-            "epochs": len(history["loss"]),
-            "seconds/epoch": float(np.mean(history["epoch_seconds"])),
-            "best val loss": min(history.get("val_loss", [np.nan])),
-            "WER": evaluation["wer"],
-            "CER": evaluation["cer"],
-        })
+        rows.append(
+            {
+                "model": run_dir.name,
+                "builder": evaluation["builder"],
+                "parameters": evaluation["parameters"],
+                "epochs": len(history["loss"]),
+                "seconds/epoch": float(np.mean(history["epoch_seconds"])),
+                "best val loss": min(history.get("val_loss", [np.nan])),
+                "WER": evaluation["wer"],
+                "CER": evaluation["cer"],
+            }
+        )
     return pd.DataFrame(rows).sort_values("CER").reset_index(drop=True), evaluations

@@ -9,14 +9,24 @@ calls.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import keras
 from keras import ops
+
+from ctclab.alphabet import ENGLISH
 from ctclab.models.registry import logits_model
 from ctclab.training import options as training_options
-from ctclab.alphabet import ENGLISH
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+Tensor = Any  # a backend tensor (tf.Tensor, jax.Array) or a NumPy array
 
 
-def ctc_batch_loss(labels, logits, label_length, logit_length, blank_index: int = ENGLISH.blank_index):
+def ctc_batch_loss(
+    labels: Tensor, logits: Tensor, label_length: Tensor, logit_length: Tensor, blank_index: int = ENGLISH.blank_index
+) -> Tensor:
     """Per-utterance CTC negative log-likelihood.
 
     Args:
@@ -39,7 +49,7 @@ def ctc_batch_loss(labels, logits, label_length, logit_length, blank_index: int 
     return ops.ctc_loss(labels, logits, label_length, ops.cast(logit_length, "int32"), mask_index=blank_index)
 
 
-def _sparse_labels(labels, label_length):
+def _sparse_labels(labels: Tensor, label_length: Tensor) -> tf.SparseTensor:
     """(B, L) padded labels -> tf.SparseTensor holding only the first label_length[b] of row b."""
     import tensorflow as tf
 
@@ -58,8 +68,14 @@ class CTCTrainer(keras.Model):
         augment: a layer applied to the features in training only (e.g. SpecAugment).
     """
 
-    def __init__(self, acoustic_model: keras.Model, blank_index: int = ENGLISH.blank_index, l2: float = 0.0,
-                 augment: keras.layers.Layer | None = None, **kwargs):
+    def __init__(
+        self,
+        acoustic_model: keras.Model,
+        blank_index: int = ENGLISH.blank_index,
+        l2: float = 0.0,
+        augment: keras.layers.Layer | None = None,
+        **kwargs,
+    ):
         super().__init__(name=f"{acoustic_model.name}_ctc", **kwargs)
         if not hasattr(acoustic_model, "output_length"):
             raise ValueError(f"model {acoustic_model.name!r} has no output_length; build it with sample_models")
@@ -68,13 +84,13 @@ class CTCTrainer(keras.Model):
         self.blank_index, self.l2, self.augment = blank_index, l2, augment
         self.built = True  # the wrapped Functional model is built; no variables of its own
 
-    def call(self, inputs, training=False):
+    def call(self, inputs: dict[str, Tensor], training: bool | None = False) -> Tensor:
         features = inputs["features"]  # (B, T, F)
         if self.augment is not None:
             features = self.augment(features, training=training)
         return self.logits_model(features, training=training)  # (B, T', C) logits
 
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+    def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> None:
         """Build only the optimizer (TensorFlow trainer hook, called by fit under a strategy).
 
         Keras 3.15 would average the first batch over the replicas to build the model, which
@@ -84,7 +100,15 @@ class CTCTrainer(keras.Model):
             with self.distribute_strategy.scope():
                 self.optimizer.build(self.trainable_variables)
 
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+    def compute_loss(
+        self,
+        x: dict[str, Tensor] | None = None,
+        y: dict[str, Tensor] | None = None,
+        y_pred: Tensor | None = None,
+        sample_weight: Tensor | None = None,
+        training: bool = True,
+    ) -> Tensor:
+        assert x is not None and y is not None  # Keras' train and test steps pass both
         output_length = self.acoustic_model.output_length(x["input_length"])
         losses = ctc_batch_loss(y["labels"], y_pred, y["label_length"], output_length, self.blank_index)  # (B,)
         # the mean, safe for the empty share a replica can get of a batch smaller than the replicas

@@ -15,12 +15,19 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import keras
 from keras import ops
 
 from ctclab.models.registry import build
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+Tensor = Any  # a backend tensor (tf.Tensor, jax.Array) or a NumPy array
 
 DECAYS = ("cosine", "exponential", "constant")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -64,7 +71,7 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
         self.peak_learning_rate, self.warmup_steps, self.decay_steps = peak_learning_rate, warmup_steps, decay_steps
         self.decay, self.final_learning_rate = decay, final_learning_rate
 
-    def __call__(self, step):
+    def __call__(self, step: Tensor) -> Tensor:
         step = ops.cast(step, "float32")
         peak, final = self.peak_learning_rate, self.final_learning_rate
         warm = peak * (step + 1.0) / max(self.warmup_steps, 1)
@@ -77,7 +84,7 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
             decayed = ops.full_like(progress, peak)
         return ops.where(step < self.warmup_steps, warm, decayed)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return dict(
             peak_learning_rate=self.peak_learning_rate,
             warmup_steps=self.warmup_steps,
@@ -132,7 +139,7 @@ def kernel_variables(model: keras.Model) -> list:
     return [v for v in model.trainable_variables if v.name.endswith("kernel") and v.name != "recurrent_kernel"]
 
 
-def l2_penalty(model: keras.Model, weight: float):
+def l2_penalty(model: keras.Model, weight: float) -> Tensor:
     """weight * sum of squared kernel entries (the thesis' lambda ||W||_F^2), a float32 scalar."""
     return weight * sum(ops.sum(ops.square(ops.cast(v, "float32"))) for v in kernel_variables(model))
 
@@ -181,7 +188,7 @@ def _has_gpu() -> bool:
 
 
 @functools.lru_cache(maxsize=1)
-def mirrored_strategy():
+def mirrored_strategy() -> tf.distribute.MirroredStrategy:
     """The process's one MirroredStrategy over all visible GPUs (else all logical CPUs).
 
     One per process: a second MirroredStrategy's all-reduce ops collide with the first's
@@ -193,7 +200,9 @@ def mirrored_strategy():
 
 
 @contextlib.contextmanager
-def training_scope(model: keras.Model, policy: str = "float32", distribute: bool = False):
+def training_scope(
+    model: keras.Model, policy: str = "float32", distribute: bool = False
+) -> Iterator[tuple[keras.Model, tf.distribute.MirroredStrategy | None]]:
     """Yield ``(model to train, strategy or None)`` with the policy and strategy in force.
 
     When a policy other than float32 or a strategy is asked for, the model is rebuilt from its
@@ -214,7 +223,7 @@ def training_scope(model: keras.Model, policy: str = "float32", distribute: bool
             f"model {model.name!r} has no builder_config: build it with a sample_models builder "
             "to train it with mixed precision or on several devices"
         )
-    strategy = None
+    strategy: tf.distribute.MirroredStrategy | None = None
     if distribute:
         if keras.backend.backend() != "tensorflow":
             raise ValueError(
@@ -232,7 +241,7 @@ def training_scope(model: keras.Model, policy: str = "float32", distribute: bool
         keras.config.set_dtype_policy(previous)
 
 
-def replica_share(loss):
+def replica_share(loss: Tensor) -> Tensor:
     """Divide a per-replica loss by the replicas in sync (TensorFlow), as Keras' own losses do.
 
     A MirroredStrategy sums the replicas' gradients; each replica's mean loss must count 1/N.

@@ -10,21 +10,26 @@ local GPUs or logical CPUs (``distribute``, TensorFlow's MirroredStrategy).
 
 from __future__ import annotations
 
-from ctclab.training.loss import CTCTrainer
-from ctclab.runs import Run
-
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
 import keras
 import numpy as np
-from ctclab.training import options as training_options
-from ctclab.data.features import FeatureConfig
+
 from ctclab.alphabet import ENGLISH, Alphabet
+from ctclab.data.features import FeatureConfig
 from ctclab.data.generator import AudioGenerator
 from ctclab.models.layers import SpecAugment
+from ctclab.runs import Run
+from ctclab.training import options as training_options
+from ctclab.training.loss import CTCTrainer
 from ctclab.training.options import OptimizerConfig
 
+if TYPE_CHECKING:
+    from ctclab.emg.signal import EMGFeatureConfig
 
 DEFAULT_TRAIN_JSON = "data/speech/train_corpus.json"
 
@@ -59,12 +64,12 @@ class HistoryLogger(keras.callbacks.Callback):
         self.run, self.pickle_name = run, pickle_name
         self.history = run.history()
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.started = time.perf_counter()
         for values in self.history.values():  # a resumed run rewrites epochs from here on
             del values[epoch:]
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = dict(logs or {}, epoch_seconds=time.perf_counter() - self.started)
         for key, value in logs.items():
             self.history.setdefault(key, []).append(float(value))
@@ -79,7 +84,7 @@ class BestModelSaver(keras.callbacks.Callback):
         self.acoustic_model, self.path = acoustic_model, path
         self.best = min(history.get("val_loss", []), default=np.inf)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         value = (logs or {}).get("val_loss", (logs or {}).get("loss"))
         if value is not None and np.isfinite(value) and value < self.best:
             self.best = value
@@ -89,11 +94,11 @@ class BestModelSaver(keras.callbacks.Callback):
 class StopOnNaN(keras.callbacks.Callback):
     """Stops training at the first non-finite loss with a message saying what to try."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
-        self.message = None
+        self.message: str | None = None
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         loss = (logs or {}).get("loss")
         if loss is not None and not np.isfinite(loss):
             self.message = (
@@ -118,13 +123,13 @@ def train_model(
     verbose: int = 1,
     sort_by_duration: bool = False,
     max_duration: float = 10.0,
-    features: FeatureConfig | None = None,
+    features: FeatureConfig | EMGFeatureConfig | None = None,
     alphabet: Alphabet = ENGLISH,
     results_dir: str | Path = "results",
     limit: int | None = None,
     valid_limit: int | None = None,
     resume: bool = True,
-    feature_loader=None,
+    feature_loader: Callable[[str], np.ndarray] | None = None,
     schedule: OptimizerConfig | None = None,
     l2: float = 0.0,
     initializer: str | None = None,
@@ -180,9 +185,14 @@ def train_model(
     run = Run.named(results_dir, save_model_path)
     run.start(resume)
 
-    common = dict(features=features, alphabet=alphabet, minibatch_size=minibatch_size,
-                  max_duration=max_duration, output_length=input_to_softmax.output_length,
-                  feature_loader=feature_loader)
+    common = dict(
+        features=features,
+        alphabet=alphabet,
+        minibatch_size=minibatch_size,
+        max_duration=max_duration,
+        output_length=input_to_softmax.output_length,
+        feature_loader=feature_loader,
+    )
     train_gen = AudioGenerator(train_json, sort_by_duration=sort_by_duration, limit=limit, **common)
     valid_gen = AudioGenerator(valid_json, shuffle=False, normalizer=train_gen.normalizer, limit=valid_limit, **common)
     run.save_setup(train_gen.normalizer, features, alphabet, getattr(input_to_softmax, "builder_config", None))
@@ -202,9 +212,14 @@ def train_model(
         # which costs more than it saves. JAX: jax.jit is its only compiled path (30x faster steps,
         # benchmarks/train_step.py), so it stays on there.
         trainer.compile(optimizer=optimizer or default_optimizer(), jit_compile=keras.backend.backend() == "jax")
-        options = {"precision": policy, "replicas": strategy.num_replicas_in_sync if strategy else 1, "l2": l2,
-                   "initializer": initializer, "schedule": dataclasses.asdict(schedule) if schedule else None,
-                   "spec_augment": {key: augment.get_config()[key] for key in SPEC_AUGMENT_FIELDS} if augment else None}
+        options = {
+            "precision": policy,
+            "replicas": strategy.num_replicas_in_sync if strategy else 1,
+            "l2": l2,
+            "initializer": initializer,
+            "schedule": dataclasses.asdict(schedule) if schedule else None,
+            "spec_augment": {key: augment.get_config()[key] for key in SPEC_AUGMENT_FIELDS} if augment else None,
+        }
         run.save_training_options(options)
         callbacks = [
             stop_on_nan,
@@ -213,8 +228,12 @@ def train_model(
             keras.callbacks.BackupAndRestore(str(run.backup_dir), delete_checkpoint=False),
         ]
         trainer.fit(
-            train_gen.fit_data(), validation_data=valid_gen.fit_data(), epochs=epochs, verbose=verbose,
-            callbacks=callbacks, shuffle=False,  # the generator shuffles (bucketed, SortaGrad)
+            train_gen.fit_data(),
+            validation_data=valid_gen.fit_data(),
+            epochs=epochs,
+            verbose=verbose,
+            callbacks=callbacks,
+            shuffle=False,  # the generator shuffles (bucketed, SortaGrad)
         )
     if model is not input_to_softmax:  # trained as a rebuilt copy (mixed precision / replicas)
         input_to_softmax.set_weights(model.get_weights())
