@@ -26,13 +26,15 @@ def is_error_rate(column: Any) -> bool:
     return str(column).startswith(("WER", "CER"))
 
 
-def _parameters(value: Any) -> str:
-    return f"{int(value):,}" if value == value else "-"  # NaN != NaN: a missing count
+def _parameters(value: object) -> str:
+    if isinstance(value, (int, float)) and value == value:  # NaN != NaN: a missing count
+        return f"{int(value):,}"
+    return "-"
 
 
-def column_formats(frame: pd.DataFrame) -> dict[Any, Callable[[Any], str]]:
+def column_formats(frame: pd.DataFrame) -> dict[Any, str | Callable[[object], str] | None]:
     """Column -> formatting function for the columns of ``frame`` this module knows."""
-    formats: dict[Any, Callable[[Any], str]] = {}
+    formats: dict[Any, str | Callable[[object], str] | None] = {}
     for column in frame.columns:
         if is_error_rate(column):
             formats[column] = "{:.1%}".format
