@@ -186,7 +186,7 @@ class Run:
         config = self.builder()
         if not config:
             raise ValueError(f"{self.folder}: no builder.json; the run was not trained with train_model")
-        model = build(config["builder"], **config["arguments"])
+        model = build(config["builder"], config.get("module"), **config["arguments"])
         model.load_weights(self.model_path)
         return model, self.normalizer(), self.features(), self.alphabet()
 
@@ -195,7 +195,7 @@ class Run:
         from ctclab.models.registry import build
 
         config = self.builder()
-        return build(config["builder"], **config["arguments"]).count_params() if config else None
+        return build(config["builder"], config.get("module"), **config["arguments"]).count_params() if config else None
 
 
 # ---------------------------------------------------------------------- finding and picking runs

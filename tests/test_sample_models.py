@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from ctclab.alphabet import ENGLISH
 from ctclab.models.course import cnn_rnn_model, deep_rnn_model, rnn_model
-from ctclab.models.registry import build, cnn_output_length, logits_model
+from ctclab.models.registry import BUILDERS, build, cnn_output_length, logits_model
 
 # The course notebook's published summaries, built with the course's configurations.
 COURSE_MODELS = [
@@ -114,6 +114,7 @@ def test_builder_config_rebuilds_the_same_architecture():
     model = cnn_rnn_model(13, filters=8, units=8, conv_stride=3)
     assert model.builder_config == {
         "builder": "cnn_rnn_model",
+        "module": "ctclab.models.course",
         "arguments": dict(
             input_dim=13,
             filters=8,
@@ -128,6 +129,31 @@ def test_builder_config_rebuilds_the_same_architecture():
     }
     rebuilt = build(model.builder_config["builder"], **model.builder_config["arguments"])
     assert rebuilt.count_params() == model.count_params() and rebuilt.output_length(100) == 30
+
+
+def test_a_builder_outside_the_package_is_rebuilt_from_its_module_and_never_replaces_the_reference(
+    tmp_path, monkeypatch
+):
+    (tmp_path / "my_models.py").write_text(
+        "import keras\n"
+        "from ctclab.models.registry import features_input, finish_model, model_builder\n\n"
+        "@model_builder\n"
+        "def rnn_model(input_dim, output_dim=29):\n"
+        "    inputs = features_input(input_dim)\n"
+        "    outputs = keras.layers.Dense(output_dim, activation='softmax', name='softmax')(inputs)\n"
+        "    return finish_model(inputs, outputs, 'mine', lambda length: length)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import my_models
+
+    mine = my_models.rnn_model(13)
+    assert mine.builder_config["module"] == "my_models" and mine.count_params() == 14 * 29
+    assert BUILDERS["rnn_model"].__module__ == "ctclab.models.course"  # the reference is still registered
+    rebuilt = build("rnn_model", "my_models", **mine.builder_config["arguments"])
+    assert rebuilt.name == "mine" and rebuilt.count_params() == 14 * 29
+    assert build("rnn_model", "ctclab.models.course", input_dim=13).name == "rnn_model"
+    with pytest.raises(ValueError, match="module 'my_models' has no model builder 'nothing'"):
+        build("nothing", "my_models", input_dim=13)
 
 
 @pytest.mark.parametrize(

@@ -5,15 +5,18 @@ an uncompiled Functional model whose last layer is a softmax named ``"softmax"``
 reads the logits just before it) and whose ``output_length(input_length)`` gives T' from T
 exactly, for Python ints, NumPy arrays and backend tensors alike.
 
-:func:`model_builder` registers a builder and records its name and arguments in
+:func:`model_builder` registers a builder and records its name, module and arguments in
 ``model.builder_config``, so a trained model can be rebuilt from its run folder (see
 :mod:`ctclab.runs`). Builder modules (course, deep, attention) import this module; it imports
-none of them (``import ctclab.models`` registers them all).
+none of them (``import ctclab.models`` registers them all). A builder defined outside the package
+(a learner's ``sample_models.py``, your own module) is recorded but not registered: :func:`build`
+rebuilds it from its module, so it never replaces the reference builder of the same name.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -23,29 +26,47 @@ from keras import layers
 
 Length = Any  # frame counts: a Python int, a NumPy array or a backend tensor (tf.Tensor, jax.Array); or None
 
-BUILDERS: dict[str, Callable[..., keras.Model]] = {}
+BUILDERS: dict[str, Callable[..., keras.Model]] = {}  # the package's builders, by name
+PACKAGE = "ctclab"
 
 
 RNN_LAYERS = {"gru": layers.GRU, "lstm": layers.LSTM, "simple_rnn": layers.SimpleRNN}
 
 
 def model_builder(function: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
-    """Register a builder and record its call arguments on the model it returns."""
+    """Record the builder's name, module and call arguments on the model it returns; register the package's."""
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs) -> keras.Model:
         model = function(*args, **kwargs)
         bound = inspect.signature(function).bind(*args, **kwargs)
         bound.apply_defaults()
-        model.builder_config = {"builder": function.__name__, "arguments": dict(bound.arguments)}
+        model.builder_config = {
+            "builder": function.__name__,
+            "module": function.__module__,
+            "arguments": dict(bound.arguments),
+        }
         return model
 
-    BUILDERS[function.__name__] = wrapper
+    if function.__module__.split(".")[0] == PACKAGE:
+        BUILDERS[function.__name__] = wrapper
     return wrapper
 
 
-def build(builder: str, **arguments) -> keras.Model:
-    """Build a registered model by name, e.g. ``build("rnn_model", input_dim=161, units=200)``."""
+def build(builder: str, module: str | None = None, **arguments: Any) -> keras.Model:
+    """Build a model by name, e.g. ``build("rnn_model", input_dim=161, units=200)``.
+
+    Args:
+        builder: the builder's function name.
+        module: where it is defined (``builder_config["module"]``); a module outside the package
+            is imported and its function called, None or a package module means the registry.
+        **arguments: the builder's arguments.
+    """
+    if module is not None and module.split(".")[0] != PACKAGE:
+        function = getattr(importlib.import_module(module), builder, None)
+        if function is None:
+            raise ValueError(f"module {module!r} has no model builder {builder!r}")
+        return function(**arguments)
     if builder not in BUILDERS:
         raise ValueError(f"unknown model builder {builder!r}; choose one of {sorted(BUILDERS)}")
     return BUILDERS[builder](**arguments)

@@ -18,17 +18,55 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+def run_generator(
+    run_dir: str | Path,
+    desc_file: str | Path,
+    limit: int | None = None,
+    verbose: bool = False,
+    feature_loader: Callable[[str], np.ndarray] | None = None,
+) -> tuple[keras.Model, AudioGenerator]:
+    """A trained run's model and a fixed-order generator over ``desc_file`` in the run's own terms.
+
+    The generator uses the run's features, training normalizer and alphabet, and skips (and counts)
+    what the model's ``output_length`` cannot label. ``feature_loader`` is for non-audio runs (see
+    ``train_model``); the run knows its feature class.
+    """
+    model, normalizer, features, alphabet = Run(Path(run_dir)).load_model()
+    generator = AudioGenerator(
+        desc_file,
+        features=features,
+        alphabet=alphabet,
+        shuffle=False,
+        normalizer=normalizer,
+        output_length=model.output_length,
+        limit=limit,
+        verbose=verbose,
+        feature_loader=feature_loader,
+    )
+    return model, generator
+
+
+def utterance_probabilities(model: keras.Model, generator: AudioGenerator, batch_size: int = 32) -> list[np.ndarray]:
+    """Per-frame output probabilities of every utterance of ``generator``, in its utterance order.
+
+    Returns:
+        one (T_i, C) float32 array per utterance, trimmed to the model's ``output_length``.
+    """
+    probabilities = []
+    for start in range(0, len(generator.texts), batch_size):
+        inputs, _ = generator.get_batch(list(range(start, min(start + batch_size, len(generator.texts)))))
+        # the compiled predict function: 5-10x faster than an eager call for recurrent models
+        batch = np.asarray(model.predict_on_batch(inputs["features"]), np.float32)  # (B, T', C)
+        lengths = np.asarray(model.output_length(inputs["input_length"]))  # (B,)
+        probabilities += [row[: int(length)] for row, length in zip(batch, lengths)]
+    return probabilities
+
+
 def predict_texts(model: keras.Model, generator: AudioGenerator, batch_size: int = 32) -> list[str]:
     """Greedy transcripts of every utterance of ``generator``, in its utterance order."""
-    hypotheses = []
-    for start in range(0, len(generator.texts), batch_size):
-        indices = list(range(start, min(start + batch_size, len(generator.texts))))
-        inputs, _ = generator.get_batch(indices)
-        # the compiled predict function: 5-10x faster than an eager call for recurrent models
-        probabilities = np.asarray(model.predict_on_batch(inputs["features"]))  # (B, T', C)
-        lengths = np.asarray(model.output_length(inputs["input_length"]))
-        hypotheses += [greedy_decode(p, int(n), generator.alphabet) for p, n in zip(probabilities, lengths)]
-    return hypotheses
+    return [
+        greedy_decode(p, alphabet=generator.alphabet) for p in utterance_probabilities(model, generator, batch_size)
+    ]
 
 
 def evaluate_model(
@@ -45,18 +83,7 @@ def evaluate_model(
     Returns:
         {"wer", "cer", "utterances", "skipped", "references", "hypotheses", "builder", "parameters"}.
     """
-    model, normalizer, features, alphabet = Run(Path(run_dir)).load_model()
-    generator = AudioGenerator(
-        desc_file,
-        features=features,
-        alphabet=alphabet,
-        shuffle=False,
-        normalizer=normalizer,
-        output_length=model.output_length,
-        limit=limit,
-        verbose=verbose,
-        feature_loader=feature_loader,
-    )
+    model, generator = run_generator(run_dir, desc_file, limit, verbose, feature_loader)
     hypotheses = predict_texts(model, generator)
     return {
         "wer": wer(generator.texts, hypotheses),
