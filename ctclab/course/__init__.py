@@ -1,0 +1,1 @@
+"""The course as a learner takes it: the exercise workspace, self-checks, the course's questions."""
