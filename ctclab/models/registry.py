@@ -85,9 +85,11 @@ def cnn_output_length(
         return None
     if border_mode not in ("same", "valid", "causal"):
         raise ValueError(f"border_mode must be 'same', 'valid' or 'causal', got {border_mode!r}")
+    # BEGIN SOLUTION: "valid" loses the dilated kernel span minus one frame; then striding keeps ceil(length / stride)
     dilated_filter_size = filter_size + (filter_size - 1) * (dilation - 1)
     length = input_length - dilated_filter_size + 1 if border_mode == "valid" else input_length
     return (length + stride - 1) // stride
+    # END SOLUTION
 
 
 def recurrent_layer(rnn_type: str, units: int, name: str, **kwargs) -> layers.Layer:
