@@ -18,8 +18,8 @@ Example:
 from __future__ import annotations
 
 import string
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 
 @dataclass(frozen=True)
@@ -65,9 +65,7 @@ class Alphabet:
             raise ValueError(f"empty text cannot be a CTC label (alphabet {self.name!r})")
         unknown = self.unknown_characters(text)
         if unknown:
-            raise ValueError(
-                f"characters {unknown!r} of text {text!r} are not in alphabet {self.name!r}"
-            )
+            raise ValueError(f"characters {unknown!r} of text {text!r} are not in alphabet {self.name!r}")
         return [self._index[ch] for ch in text]
 
     def int_sequence_to_text(self, sequence: Iterable[int]) -> str:

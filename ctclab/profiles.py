@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ class Profile:
         """
         return f"{self.results_dir}/{family}"
 
-    def pick(self, **values):
+    def pick(self, **values: T) -> T:
         """The value given for this profile: ``profile.pick(smoke=1, quick=8, full=30)``.
 
         Lets each notebook or module size its own work without a field per setting here.
@@ -71,11 +74,14 @@ class Profile:
 
 PROFILES = {
     # CI: every notebook in about two minutes on 2 cores; numbers are meaningless, paths are not.
-    "smoke": Profile("smoke", corpus_size=150, epochs=1, train_limit=40, valid_limit=20, test_limit=20, minibatch_size=10),
+    "smoke": Profile(
+        "smoke", corpus_size=150, epochs=1, train_limit=40, valid_limit=20, test_limit=20, minibatch_size=10
+    ),
     # default of `make report`: the whole course in under 30 minutes on 2 cores; models learn.
     # batches of 32 (the course used 20): recurrent steps cost about the same per batch on CPU.
-    "quick": Profile("quick", corpus_size=2000, epochs=6, train_limit=None, valid_limit=None, test_limit=None,
-                     minibatch_size=32),
+    "quick": Profile(
+        "quick", corpus_size=2000, epochs=6, train_limit=None, valid_limit=None, test_limit=None, minibatch_size=32
+    ),
     # course-length training, for a GPU or a long CPU night.
     "full": Profile("full", corpus_size=8000, epochs=20, train_limit=None, valid_limit=None, test_limit=None),
 }

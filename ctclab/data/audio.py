@@ -1,12 +1,11 @@
-"""Reading audio: 16 kHz mono samples in [-1, 1], with a clear error for every bad file.
-"""
+"""Reading audio: 16 kHz mono samples in [-1, 1], with a clear error for every bad file."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
 import numpy as np
 import soundfile
-
 
 SILENCE_PEAK = 1e-4  # a clip whose absolute peak is below this (full scale 1.0) is silent
 

@@ -33,26 +33,25 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import soundfile
 from tqdm import tqdm  # text bars: no ipywidgets needed in notebooks or exports
 
-from ctclab.data.grammar import generate_texts, pick
 from ctclab.data.descriptors import write_descriptors
+from ctclab.data.grammar import generate_texts, pick
 from ctclab.profiles import PROFILES, get_profile
 
 GRAMMAR_VERSION = 1  # bump whenever the grammar, voices or synthesis change: invalidates caches
 PROFILE_SIZES = {name: profile.corpus_size for name, profile in PROFILES.items()}  # smoke 150, quick 2000, full 8000
 SPLITS = ("train", "valid", "test")
-ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
-           "en-029", "en-us-nyc")
-VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "klatt", "klatt2",
-            "klatt3")
+ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029", "en-us-nyc")
+VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "klatt", "klatt2", "klatt3")
 TEST_VOICE_STRIDE = 5  # about one voice in five is held out for the test split
 
 
@@ -110,7 +109,8 @@ def voice_sets() -> tuple[list[str], list[str]]:
     variants = [variant for variant in VARIANTS if variant in variants_installed]
     if not accents or not variants:
         raise RuntimeError(f"espeak-ng has none of the accents {ACCENTS} or none of the variants {VARIANTS}")
-    train_voices, test_voices = [], []
+    train_voices: list[str] = []
+    test_voices: list[str] = []
     for accent_index, accent in enumerate(accents):
         for variant_index, variant in enumerate(variants):
             held_out = (accent_index + variant_index) % TEST_VOICE_STRIDE == 0
@@ -137,17 +137,33 @@ class Utterance(NamedTuple):
 
 def synthesize(utterance: Utterance, wav_path: Path, sample_rate: int) -> float:
     """Speak ``utterance`` into ``wav_path`` (mono 16-bit at ``sample_rate``); return its seconds."""
+
     def fail(tool: str, stderr: bytes) -> RuntimeError:
         message = stderr.decode(errors="replace").strip() or "no audio produced"
         return RuntimeError(f"{tool} failed for text {utterance.text!r} with voice {utterance.voice!r}: {message}")
 
-    speak = subprocess.run(["espeak-ng", "-v", utterance.voice, "-s", str(utterance.rate), "-p",
-                            str(utterance.pitch), "--stdout", utterance.text], capture_output=True)
+    speak = subprocess.run(
+        [
+            "espeak-ng",
+            "-v",
+            utterance.voice,
+            "-s",
+            str(utterance.rate),
+            "-p",
+            str(utterance.pitch),
+            "--stdout",
+            utterance.text,
+        ],
+        capture_output=True,
+    )
     if speak.returncode or not speak.stdout:
         raise fail("espeak-ng", speak.stderr)
     # espeak-ng writes 22050 Hz; -R makes sox's dither repeatable, so equal inputs give equal bytes
-    resample = subprocess.run(["sox", "-R", "-t", "wav", "-", "-r", str(sample_rate), "-c", "1", "-b", "16",
-                               str(wav_path)], input=speak.stdout, capture_output=True)
+    resample = subprocess.run(
+        ["sox", "-R", "-t", "wav", "-", "-r", str(sample_rate), "-c", "1", "-b", "16", str(wav_path)],
+        input=speak.stdout,
+        capture_output=True,
+    )
     if resample.returncode:
         raise fail("sox", resample.stderr)
     return soundfile.info(str(wav_path)).duration
@@ -156,8 +172,13 @@ def synthesize(utterance: Utterance, wav_path: Path, sample_rate: int) -> float:
 def plan_utterances(config: CorpusConfig, train_voices: list[str], test_voices: list[str]) -> list[Utterance]:
     """Texts, splits, voices, rates and pitches for the whole corpus, all drawn from ``config.seed``."""
     text_seed, voice_seed = np.random.SeedSequence(config.seed).spawn(2)  # texts stay put if voices change
-    sentences = generate_texts(config.num_utterances, np.random.default_rng(text_seed), config.closed_fraction,
-                               config.min_words, config.max_words)
+    sentences = generate_texts(
+        config.num_utterances,
+        np.random.default_rng(text_seed),
+        config.closed_fraction,
+        config.min_words,
+        config.max_words,
+    )
     rng = np.random.default_rng(voice_seed)
     num_valid = max(1, round(config.num_utterances * config.valid_fraction))
     num_test = max(1, round(config.num_utterances * config.test_fraction))
@@ -199,8 +220,10 @@ def _synthesize_all(utterances: list[Utterance], out_dir: Path, config: CorpusCo
     """Synthesize every utterance with ``config.workers`` jobs in flight; id -> seconds."""
     durations = {}
     with ThreadPoolExecutor(config.workers) as pool, tqdm(total=len(utterances), desc="espeak-ng", unit="utt") as bar:
-        futures = {pool.submit(synthesize, utterance, out_dir / utterance.key, config.sample_rate): utterance
-                   for utterance in utterances}
+        futures = {
+            pool.submit(synthesize, utterance, out_dir / utterance.key, config.sample_rate): utterance
+            for utterance in utterances
+        }
         try:
             for future in as_completed(futures):
                 durations[futures[future].utterance_id] = future.result()
@@ -238,18 +261,35 @@ def build_corpus(out_dir: str | Path = "data/speech", config: CorpusConfig = Cor
     durations = _synthesize_all(utterances, out_dir, config)
     descriptors, statistics = {}, {}
     for split in SPLITS:
-        records = [{"key": u.key, "duration": round(durations[u.utterance_id], 4), "text": u.text,
-                    "slice": u.slice, "voice": u.voice, "rate": u.rate, "pitch": u.pitch}
-                   for u in utterances if u.split == split]
+        records: list[dict[str, Any]] = [
+            {
+                "key": u.key,
+                "duration": round(durations[u.utterance_id], 4),
+                "text": u.text,
+                "slice": u.slice,
+                "voice": u.voice,
+                "rate": u.rate,
+                "pitch": u.pitch,
+            }
+            for u in utterances
+            if u.split == split
+        ]
         descriptors[split] = write_descriptors(records, out_dir / f"{split}_corpus.json")
-        statistics[split] = {"utterances": len(records), "hours": round(sum(r["duration"] for r in records) / 3600, 4),
-                             "voices_used": len({r["voice"] for r in records})}
+        statistics[split] = {
+            "utterances": len(records),
+            "hours": round(sum(r["duration"] for r in records) / 3600, 4),
+            "voices_used": len({r["voice"] for r in records}),
+        }
     train_texts = {u.text for u in utterances if u.split == "train"}
     manifest = {
-        "grammar_version": GRAMMAR_VERSION, "config": _cache_key(config),
+        "grammar_version": GRAMMAR_VERSION,
+        "config": _cache_key(config),
         "espeak_ng": subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True).stdout.strip(),
-        "voices": {"rule": f"test iff (accent_index + variant_index) % {TEST_VOICE_STRIDE} == 0",
-                   "train_valid": train_voices, "test": test_voices},
+        "voices": {
+            "rule": f"test iff (accent_index + variant_index) % {TEST_VOICE_STRIDE} == 0",
+            "train_valid": train_voices,
+            "test": test_voices,
+        },
         "splits": statistics,
         "test_texts_also_in_train": sum(u.text in train_texts for u in utterances if u.split == "test"),
     }
@@ -273,11 +313,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     start = time.perf_counter()
     descriptors = build_corpus(args.out, config)
     elapsed = time.perf_counter() - start
-    durations = [json.loads(line)["duration"] for path in descriptors.values() for line in path.read_text().splitlines()]
+    durations = [
+        json.loads(line)["duration"] for path in descriptors.values() for line in path.read_text().splitlines()
+    ]
     sizes = {split: len(path.read_text().splitlines()) for split, path in descriptors.items()}
-    print(f"{args.out}: {sizes}, {sum(durations) / 3600:.2f} h of audio, duration min/median/max "
-          f"{min(durations):.2f}/{float(np.median(durations)):.2f}/{max(durations):.2f} s, "
-          f"ready in {elapsed:.1f} s")
+    print(
+        f"{args.out}: {sizes}, {sum(durations) / 3600:.2f} h of audio, duration min/median/max "
+        f"{min(durations):.2f}/{float(np.median(durations)):.2f}/{max(durations):.2f} s, "
+        f"ready in {elapsed:.1f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -15,13 +15,13 @@ All features are arrays of shape ``(time_frames, feature_dim)`` in float32.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-import numpy as np
-import json
-from ctclab.data.audio import AudioError
-from ctclab.data.audio import read_audio
 
+import numpy as np
+
+from ctclab.data.audio import AudioError, read_audio
 
 FEATURE_KINDS = ("spectrogram", "mfcc", "logmel")
 
@@ -125,9 +125,7 @@ def mfcc(samples: np.ndarray, config: FeatureConfig = FeatureConfig(kind="mfcc")
     """MFCCs from python_speech_features, (num_frames, mfcc_dim) float32."""
     from python_speech_features import mfcc as psf_mfcc
 
-    features = psf_mfcc(
-        samples, samplerate=config.sample_rate, winstep=config.step_ms / 1000, numcep=config.mfcc_dim
-    )
+    features = psf_mfcc(samples, samplerate=config.sample_rate, winstep=config.step_ms / 1000, numcep=config.mfcc_dim)
     return features.astype(np.float32)
 
 
@@ -172,6 +170,7 @@ class FeatureCache:
         self.folder = None if cache_dir is None else Path(cache_dir) / config.cache_name()
 
     def _path(self, audio_path: str) -> Path:
+        assert self.folder is not None  # only called with a cache folder (see get)
         stat = Path(audio_path).stat()
         identity = f"{Path(audio_path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
         return self.folder / f"{hashlib.sha1(identity.encode()).hexdigest()}.npy"
@@ -206,7 +205,7 @@ class Normalizer:
     std: np.ndarray
 
     @classmethod
-    def fit(cls, features: list[np.ndarray]) -> "Normalizer":
+    def fit(cls, features: list[np.ndarray]) -> Normalizer:
         """Mean and std over all frames of ``features`` (a list of (T_i, F) arrays)."""
         frames = np.concatenate(features, axis=0).astype(np.float64)  # (sum T_i, F)
         return cls(frames.mean(axis=0).astype(np.float32), np.maximum(frames.std(axis=0), 1e-6).astype(np.float32))
@@ -219,6 +218,6 @@ class Normalizer:
         Path(path).write_text(json.dumps({"mean": self.mean.tolist(), "std": self.std.tolist()}))
 
     @classmethod
-    def load(cls, path: str | Path) -> "Normalizer":
+    def load(cls, path: str | Path) -> Normalizer:
         data = json.loads(Path(path).read_text())
         return cls(np.asarray(data["mean"], np.float32), np.asarray(data["std"], np.float32))

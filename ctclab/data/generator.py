@@ -23,18 +23,24 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, cast
+
 import keras
 import numpy as np
 from tqdm import tqdm  # text bars: no ipywidgets needed in notebooks or exports
-from ctclab.data.audio import AudioError, read_audio
-from ctclab.data.features import FeatureConfig
-from ctclab.data.descriptors import read_descriptors
-from ctclab.data.features import FeatureCache, Normalizer
-from ctclab.alphabet import ENGLISH, Alphabet
 
+from ctclab.alphabet import ENGLISH, Alphabet
+from ctclab.data.audio import AudioError, read_audio
+from ctclab.data.descriptors import read_descriptors
+from ctclab.data.features import FeatureCache, FeatureConfig, Normalizer
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from ctclab.emg.signal import EMGFeatureConfig
 
 LABEL_PAD_MULTIPLE = 8  # labels padded to a multiple of 8 characters to bound shape variety
 
@@ -101,7 +107,7 @@ class AudioGenerator(keras.utils.PyDataset):
     def __init__(
         self,
         desc_file: str | Path,
-        features: FeatureConfig = FeatureConfig(),
+        features: FeatureConfig | EMGFeatureConfig = FeatureConfig(),
         alphabet: Alphabet = ENGLISH,
         minibatch_size: int = 20,
         max_duration: float = 10.0,
@@ -127,7 +133,9 @@ class AudioGenerator(keras.utils.PyDataset):
         self.seed = seed
         self.skipped = SkipReport()
         records = read_descriptors(desc_file)[:limit]
-        self._load(records, max_duration, feature_loader or FeatureCache(features, cache_dir).get, verbose)
+        # without a feature_loader, ``features`` is an audio FeatureConfig (see the docstring)
+        load = feature_loader or FeatureCache(cast(FeatureConfig, features), cache_dir).get
+        self._load(records, max_duration, load, verbose)
         if not self.texts:
             raise ValueError(f"{desc_file}: no usable utterances\n{self.skipped.summary(str(desc_file), 0)}")
         self.normalizer = normalizer or Normalizer.fit(self.feats)
@@ -156,7 +164,8 @@ class AudioGenerator(keras.utils.PyDataset):
             frames, needed = int(self.output_length(feature.shape[0])), minimum_ctc_frames(labels)
             if frames < needed:
                 self.skipped.add(
-                    key, "too short for label",
+                    key,
+                    "too short for label",
                     f"{feature.shape[0]} frames -> {frames} model outputs < {needed} needed for {text!r}",
                 )
                 continue
@@ -205,7 +214,7 @@ class AudioGenerator(keras.utils.PyDataset):
     def __getitem__(self, index: int):
         return self.get_batch(self._order[index])
 
-    def get_batch(self, indices) -> tuple[dict, dict]:
+    def get_batch(self, indices: Sequence[int] | np.ndarray) -> tuple[dict, dict]:
         """Pad the utterances ``indices`` into one batch (see the module docstring)."""
         input_length = np.asarray([self.feats[i].shape[0] for i in indices], np.int32)
         label_length = np.asarray([len(self.labels[i]) for i in indices], np.int32)
@@ -221,7 +230,7 @@ class AudioGenerator(keras.utils.PyDataset):
             {"labels": labels, "label_length": label_length},
         )
 
-    def fit_data(self):
+    def fit_data(self) -> AudioGenerator | tf.data.Dataset:
         """What to hand to ``Model.fit``: this PyDataset, or on TensorFlow a ``tf.data`` view of it.
 
         Keras infers a PyDataset's tensor shapes from its first two batches, which would freeze
@@ -235,8 +244,10 @@ class AudioGenerator(keras.utils.PyDataset):
         import tensorflow as tf
 
         signature = (
-            {"features": tf.TensorSpec((None, None, self.features.feature_dim), tf.float32),
-             "input_length": tf.TensorSpec((None,), tf.int32)},
+            {
+                "features": tf.TensorSpec((None, None, self.features.feature_dim), tf.float32),
+                "input_length": tf.TensorSpec((None,), tf.int32),
+            },
             {"labels": tf.TensorSpec((None, None), tf.int32), "label_length": tf.TensorSpec((None,), tf.int32)},
         )
 
@@ -256,7 +267,9 @@ class AudioGenerator(keras.utils.PyDataset):
         return self.normalizer(self.feats[index])
 
 
-def vis_train_features(index: int = 0, desc_file: str | Path = "data/speech/train_corpus.json", k_samples: int = 100):
+def vis_train_features(
+    index: int = 0, desc_file: str | Path = "data/speech/train_corpus.json", k_samples: int = 100
+) -> tuple[str, np.ndarray, np.ndarray, np.ndarray, str]:
     """One training example as text, raw audio, normalized MFCC and spectrogram (course name).
 
     The normalization statistics come from the first ``k_samples`` training clips, like the

@@ -28,9 +28,9 @@ import math
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import scipy.signal
@@ -154,9 +154,14 @@ def _key(audio: Path, descriptor_folder: Path) -> str:
     return audio.relative_to(descriptor_folder).as_posix() if audio.is_relative_to(descriptor_folder) else str(audio)
 
 
-def ingest(data_directory: str | Path, output_file: str | Path, corpus: str = "librispeech",
-           wav_directory: str | Path | None = None, sample_rate: int = 16000,
-           max_duration: float | None = None) -> IngestReport:
+def ingest(
+    data_directory: str | Path,
+    output_file: str | Path,
+    corpus: str = "librispeech",
+    wav_directory: str | Path | None = None,
+    sample_rate: int = 16000,
+    max_duration: float | None = None,
+) -> IngestReport:
     """Write the descriptor for one corpus folder and return what was written and skipped.
 
     Args:
@@ -179,7 +184,7 @@ def ingest(data_directory: str | Path, output_file: str | Path, corpus: str = "l
     if not data_directory.is_dir():
         raise ValueError(f"{corpus} folder {data_directory} does not exist")
     convert_all = wav_directory is not None
-    wav_directory = Path(wav_directory) if convert_all else output_file.parent / "wav16k"
+    wav_directory = Path(wav_directory) if wav_directory is not None else output_file.parent / "wav16k"
     report = IngestReport(corpus)
     items = _librispeech_items if corpus == "librispeech" else _ljspeech_items
     records = []
@@ -208,9 +213,14 @@ def ingest(data_directory: str | Path, output_file: str | Path, corpus: str = "l
     return report
 
 
-def create_desc_json(data_directory: str | Path, output_file: str | Path, corpus: str = "librispeech",
-                     wav_directory: str | Path | None = None, sample_rate: int = 16000,
-                     max_duration: float | None = None) -> int:
+def create_desc_json(
+    data_directory: str | Path,
+    output_file: str | Path,
+    corpus: str = "librispeech",
+    wav_directory: str | Path | None = None,
+    sample_rate: int = 16000,
+    max_duration: float | None = None,
+) -> int:
     """Course name: :func:`ingest` one corpus folder, print the report, return lines written."""
     report = ingest(data_directory, output_file, corpus, wav_directory, sample_rate, max_duration)
     print(report.summary())
@@ -227,8 +237,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--sample-rate", type=int, default=16000)
     parser.add_argument("--max-duration", type=float, help="skip utterances longer than this (seconds)")
     args = parser.parse_args(argv)
-    create_desc_json(args.data_directory, args.output_file, args.corpus, args.wav_directory, args.sample_rate,
-                     args.max_duration)
+    create_desc_json(
+        args.data_directory, args.output_file, args.corpus, args.wav_directory, args.sample_rate, args.max_duration
+    )
 
 
 if __name__ == "__main__":

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ctclab.alphabet import ENGLISH, Alphabet
+
+if TYPE_CHECKING:
+    from ctclab.decoding.lm import NGramLM
 
 LN10 = math.log(10.0)  # the LM speaks log10 (ARPA); every score below is a natural log
 OOV_WORD_LENGTH = 6  # characters; a longer out-of-vocabulary word pays unk_offset per this many
@@ -59,7 +63,7 @@ class _Scorer:
     added to, once the word is finished).
     """
 
-    def __init__(self, lm, alpha: float, beta: float, unk_offset: float, alphabet: Alphabet):
+    def __init__(self, lm: NGramLM, alpha: float, beta: float, unk_offset: float, alphabet: Alphabet):
         self.lm, self.alpha, self.beta, self.unk_offset = lm, alpha, beta, unk_offset
         self.prefixes = lm.word_prefixes  # every prefix of every vocabulary word
         self.trie = lm.spelling_trie(alphabet.characters)  # (N + 1, characters): node of prefix + c
@@ -68,8 +72,9 @@ class _Scorer:
     def start(self) -> tuple:
         return 0.0, 0.0, 0.0, 0, ("<s>",), ""
 
-    def extensions(self, beams: "_Beams", candidates: np.ndarray, space_column: int, reachable: np.ndarray,
-                   states: dict) -> tuple[np.ndarray, ...]:
+    def extensions(
+        self, beams: _Beams, candidates: np.ndarray, space_column: int, reachable: np.ndarray, states: dict
+    ) -> tuple[np.ndarray, ...]:
         """(bonus, finished, node, length) of every extension of every beam, each (B, K).
 
         A letter moves down the spelling trie (the penalty of :meth:`extend`, vectorized); a space
@@ -105,7 +110,7 @@ class _Scorer:
         log10 = self.lm.log10_prob(word, context)
         unknown = 0.0 if word in self.lm.words else oov_penalty(word, self.unk_offset)
         finished += self.alpha * LN10 * log10 + self.beta + unknown
-        context = (*context, word)[1 - self.lm.order:] if self.lm.order > 1 else ()
+        context = (*context, word)[1 - self.lm.order :] if self.lm.order > 1 else ()
         return finished, finished, log10_sum + log10, words + 1, context, ""
 
     def finish(self, state: tuple) -> tuple[float, float, int]:
@@ -135,7 +140,7 @@ def _tried_log_probabilities(log_probabilities: np.ndarray, prune_log_prob: floa
     frames, classes = log_probabilities.shape
     keep = log_probabilities >= prune_log_prob  # (T, C)
     if top_k is not None and top_k < classes:
-        kth_best = -np.partition(-log_probabilities, top_k - 1, axis=1)[:, top_k - 1:top_k]  # (T, 1)
+        kth_best = -np.partition(-log_probabilities, top_k - 1, axis=1)[:, top_k - 1 : top_k]  # (T, 1)
         keep &= log_probabilities >= kth_best
     keep[np.arange(frames), np.argmax(log_probabilities, axis=1)] = True
     tried = np.full((frames, classes + 1), NEG_INF)
@@ -162,18 +167,28 @@ class _Beams:
 
     ARRAYS = ("blank", "non_blank", "last", "bonus", "finished", "node", "length")
 
-    def gather(self, stays: np.ndarray, sources: np.ndarray, columns: np.ndarray, prefixes: list[str],
-               blank: np.ndarray, non_blank: np.ndarray, extended: dict) -> "_Beams":
+    def gather(
+        self,
+        stays: np.ndarray,
+        sources: np.ndarray,
+        columns: np.ndarray,
+        prefixes: list[str],
+        blank: np.ndarray,
+        non_blank: np.ndarray,
+        extended: dict,
+    ) -> _Beams:
         """Beams ``stays`` with their new (blank, non_blank), then extensions (source beam, column)."""
         extended = dict(extended, blank=np.full(extension_shape := extended["non_blank"].shape, NEG_INF))
         now = dict(vars(self), blank=blank, non_blank=non_blank)
         assert extension_shape == extended["bonus"].shape
-        return _Beams(prefixes, *(np.concatenate([now[name][stays], extended[name][sources, columns]])
-                                  for name in _Beams.ARRAYS))
+        return _Beams(
+            prefixes, *(np.concatenate([now[name][stays], extended[name][sources, columns]]) for name in _Beams.ARRAYS)
+        )
 
 
-def _fold_collisions(beams: _Beams, extension: np.ndarray, column: np.ndarray, stay_non_blank: np.ndarray,
-                     space: int, merge_spaces: bool) -> None:
+def _fold_collisions(
+    beams: _Beams, extension: np.ndarray, column: np.ndarray, stay_non_blank: np.ndarray, space: int, merge_spaces: bool
+) -> None:
     """Move extensions that land on a kept prefix into that prefix's P_nb (in place).
 
     Prefix i + character c is prefix j when i is j's parent (j minus its last character); with
@@ -182,20 +197,32 @@ def _fold_collisions(beams: _Beams, extension: np.ndarray, column: np.ndarray, s
     sources, columns, targets = [], [], []
     if merge_spaces and column[space] >= 0:
         for j in np.flatnonzero(beams.last == space).tolist():
-            sources.append(j), columns.append(column[space]), targets.append(j)
+            sources.append(j)
+            columns.append(column[space])
+            targets.append(j)
     index = {prefix: j for j, prefix in enumerate(beams.prefixes)}
     for j, prefix in enumerate(beams.prefixes):
         parent = index.get(prefix[:-1]) if prefix else None
         if parent is not None and column[beams.last[j]] >= 0:
-            sources.append(parent), columns.append(column[beams.last[j]]), targets.append(j)
+            sources.append(parent)
+            columns.append(column[beams.last[j]])
+            targets.append(j)
     if sources:
         np.logaddexp.at(stay_non_blank, targets, extension[sources, columns])
         extension[sources, columns] = NEG_INF
 
 
-def _search(log_probabilities: np.ndarray, alphabet: Alphabet, beam_width: int, scorer: "_Scorer | None",
-            prune_log_prob: float, top_k: int | None, beam_prune_log_prob: float | None,
-            merge_spaces: bool, recombine: bool) -> tuple[_Beams, dict]:
+def _search(
+    log_probabilities: np.ndarray,
+    alphabet: Alphabet,
+    beam_width: int,
+    scorer: _Scorer | None,
+    prune_log_prob: float,
+    top_k: int | None,
+    beam_prune_log_prob: float | None,
+    merge_spaces: bool,
+    recombine: bool,
+) -> tuple[_Beams, dict]:
     """The beams after the last frame, and the LM state of every kept prefix (see the caller)."""
     classes = alphabet.output_dim
     blank, space = alphabet.blank_index, alphabet.characters.find(" ")
@@ -225,11 +252,13 @@ def _search(log_probabilities: np.ndarray, alphabet: Alphabet, beam_width: int, 
             no_lm = np.zeros(extension.shape, int)  # (B, K): no LM, no bonus, no trie
             extended.update(bonus=no_lm, finished=no_lm, node=no_lm, length=no_lm)
         else:
-            bonus, finished, node, length = scorer.extensions(beams, candidates, column[space] if space >= 0 else -1,
-                                                              np.isfinite(extension), states)
+            bonus, finished, node, length = scorer.extensions(
+                beams, candidates, column[space] if space >= 0 else -1, np.isfinite(extension), states
+            )
             extended.update(bonus=bonus, finished=finished, node=node, length=length)
-        beams = _select(beams, stay_blank, stay_non_blank, extended, candidates, alphabet, beam_width,
-                        beam_prune_log_prob)
+        beams = _select(
+            beams, stay_blank, stay_non_blank, extended, candidates, alphabet, beam_width, beam_prune_log_prob
+        )
         if scorer is not None:
             for prefix in beams.prefixes:
                 if prefix not in states:
@@ -259,8 +288,16 @@ def _recombine(beams: _Beams, states: dict) -> _Beams:
     return _Beams([beams.prefixes[j] for j in keep], *(getattr(beams, name)[keep] for name in _Beams.ARRAYS))
 
 
-def _select(beams: _Beams, stay_blank, stay_non_blank, extended: dict, candidates, alphabet: Alphabet,
-            beam_width: int, beam_prune_log_prob: float | None) -> _Beams:
+def _select(
+    beams: _Beams,
+    stay_blank: np.ndarray,
+    stay_non_blank: np.ndarray,
+    extended: dict,
+    candidates: np.ndarray,
+    alphabet: Alphabet,
+    beam_width: int,
+    beam_prune_log_prob: float | None,
+) -> _Beams:
     """The ``beam_width`` best of the B staying prefixes and the B x K extensions."""
     count = len(beams.prefixes)
     stay_score = np.logaddexp(stay_blank, stay_non_blank) + beams.bonus  # (B,)
@@ -279,7 +316,8 @@ def _select(beams: _Beams, stay_blank, stay_non_blank, extended: dict, candidate
     sources, columns = np.divmod(top[chosen[chosen >= count] - count], candidates.size)
     characters = alphabet.characters
     prefixes = [beams.prefixes[j] for j in stays.tolist()] + [
-        beams.prefixes[i] + characters[c] for i, c in zip(sources.tolist(), candidates[columns].tolist())]
+        beams.prefixes[i] + characters[c] for i, c in zip(sources.tolist(), candidates[columns].tolist())
+    ]
     return beams.gather(stays, sources, columns, prefixes, stay_blank, stay_non_blank, extended)
 
 
@@ -287,7 +325,7 @@ def prefix_beam_search_nbest(
     probabilities: np.ndarray,
     alphabet: Alphabet = ENGLISH,
     beam_width: int = 32,
-    lm=None,
+    lm: NGramLM | None = None,
     alpha: float = 0.5,
     beta: float = 1.0,
     length: int | None = None,
@@ -354,8 +392,17 @@ def prefix_beam_search_nbest(
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be at least 1 (or None), got {top_k}")
     scorer = _Scorer(lm, alpha, beta, unk_offset, alphabet) if lm is not None else None
-    beams, states = _search(log_probabilities, alphabet, beam_width, scorer, prune_log_prob, top_k,
-                            beam_prune_log_prob, merge_spaces, recombine)
+    beams, states = _search(
+        log_probabilities,
+        alphabet,
+        beam_width,
+        scorer,
+        prune_log_prob,
+        top_k,
+        beam_prune_log_prob,
+        merge_spaces,
+        recombine,
+    )
     merged: dict[str, list] = {}  # text -> [ln P_ctc, bonus, log10 P_lm, words]
     for prefix, blank, non_blank in zip(beams.prefixes, beams.blank.tolist(), beams.non_blank.tolist()):
         ctc = _log_add(blank, non_blank)
@@ -368,8 +415,9 @@ def prefix_beam_search_nbest(
             merged[text][0] = _log_add(merged[text][0], ctc)
         else:
             merged[text] = [ctc, bonus, log10, words]
-    hypotheses = [Hypothesis(text, ctc + bonus, ctc, log10, words)
-                  for text, (ctc, bonus, log10, words) in merged.items()]
+    hypotheses = [
+        Hypothesis(text, ctc + bonus, ctc, log10, words) for text, (ctc, bonus, log10, words) in merged.items()
+    ]
     return sorted(hypotheses, key=lambda hypothesis: -hypothesis.score)[:beam_width]
 
 
@@ -377,7 +425,7 @@ def prefix_beam_search(
     probabilities: np.ndarray,
     alphabet: Alphabet = ENGLISH,
     beam_width: int = 32,
-    lm=None,
+    lm: NGramLM | None = None,
     alpha: float = 0.5,
     beta: float = 1.0,
     length: int | None = None,
@@ -396,13 +444,17 @@ def _validated_log_probabilities(probabilities: np.ndarray, alphabet: Alphabet, 
     """(T', C) float64 natural-log probabilities of the valid frames; ValueError for bad input."""
     probabilities = np.asarray(probabilities)
     if probabilities.ndim != 2 or probabilities.shape[1] != alphabet.output_dim:
-        raise ValueError(f"probabilities must be (T, {alphabet.output_dim}) for alphabet "
-                         f"{alphabet.name!r}, got shape {probabilities.shape}")
+        raise ValueError(
+            f"probabilities must be (T, {alphabet.output_dim}) for alphabet "
+            f"{alphabet.name!r}, got shape {probabilities.shape}"
+        )
     if length is not None and not 0 <= length <= len(probabilities):
         raise ValueError(f"length {length} is outside 0..{len(probabilities)} frames")
     probabilities = probabilities[:length].astype(np.float64)
     if probabilities.size and (probabilities.min() < 0 or probabilities.max() > 1 + 1e-4):
-        raise ValueError(f"expected probabilities (a softmax output) in [0, 1], got values in "
-                         f"[{probabilities.min():.3g}, {probabilities.max():.3g}]")
+        raise ValueError(
+            f"expected probabilities (a softmax output) in [0, 1], got values in "
+            f"[{probabilities.min():.3g}, {probabilities.max():.3g}]"
+        )
     with np.errstate(divide="ignore"):
         return np.log(probabilities)  # zeros become -inf: never tried, never extended

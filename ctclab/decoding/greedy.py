@@ -1,11 +1,13 @@
-"""Greedy (best-path) CTC decoding: the most likely symbol per frame, repeats merged, blanks dropped.
-"""
+"""Greedy (best-path) CTC decoding: the most likely symbol per frame, repeats merged, blanks dropped."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+
 import numpy as np
+
 from ctclab.alphabet import ENGLISH, Alphabet
+
 # the beam search lives in its own module; these names stay importable from here
 
 

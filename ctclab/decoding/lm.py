@@ -27,15 +27,15 @@ falls back to ``Y`` clipped to ``(0, k]`` (absolute discounting), or 0.5 when ``
 
 from __future__ import annotations
 
-from ctclab.data.descriptors import read_texts
-
 import math
 import re
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
+
+from ctclab.data.descriptors import read_texts
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 NEVER_LOG10 = -99.0  # ARPA convention for "never predicted" (the sentence start)
@@ -95,7 +95,7 @@ class NGramLM:
     # ------------------------------------------------------------------ training
 
     @classmethod
-    def train(cls, texts: Iterable[str], order: int = 3) -> "NGramLM":
+    def train(cls, texts: Iterable[str], order: int = 3) -> NGramLM:
         """Fit an interpolated modified Kneser-Ney model to transcripts.
 
         Args:
@@ -121,7 +121,8 @@ class NGramLM:
         for n in range(1, order + 1):
             grams = counts[n - 1]
             discounts = modified_kneser_ney_discounts(Counter(grams.values()))
-            totals, buckets = defaultdict(int), defaultdict(lambda: [0, 0, 0])
+            totals: defaultdict[tuple, int] = defaultdict(int)
+            buckets: defaultdict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0])
             for gram, count in grams.items():
                 totals[gram[:-1]] += count
                 buckets[gram[:-1]][min(count, 3) - 1] += 1
@@ -151,7 +152,7 @@ class NGramLM:
         return cls(order, log10_probs, log10_backoffs)
 
     @classmethod
-    def from_descriptors(cls, desc_file: str | Path, order: int = 3) -> "NGramLM":
+    def from_descriptors(cls, desc_file: str | Path, order: int = 3) -> NGramLM:
         """Train on the ``text`` of every line of a JSON-lines descriptor file (the training split)."""
         return cls.train(read_texts(desc_file), order)
 
@@ -165,7 +166,7 @@ class NGramLM:
             context: preceding words, oldest first; ``("<s>", ...)`` for a sentence start. Only
                 the last ``order - 1`` are used.
         """
-        context = context[-(self.order - 1):] if self.order > 1 else ()
+        context = context[-(self.order - 1) :] if self.order > 1 else ()
         key = (word, context)
         value = self._memo.get(key)
         if value is None:
@@ -217,7 +218,7 @@ class NGramLM:
         total = 0.0
         for word in tokenize(text) + ([EOS] if eos else []):
             total += self.log10_prob(word, context)
-            context = (*context, word)[-(self.order - 1):] if self.order > 1 else ()
+            context = (*context, word)[-(self.order - 1) :] if self.order > 1 else ()
         return total
 
     def counts(self) -> list[int]:
@@ -243,7 +244,7 @@ class NGramLM:
         return path
 
     @classmethod
-    def load_arpa(cls, path: str | Path) -> "NGramLM":
+    def load_arpa(cls, path: str | Path) -> NGramLM:
         """Read an ARPA file (ours or another tool's).
 
         Raises:
@@ -256,7 +257,7 @@ class NGramLM:
         header: dict[int, int] = {}
         tables: list[dict] = []
         backoffs: dict = {}
-        section = None  # "data", or the n of the n-gram section being read
+        section: str | int | None = None  # "data", or the n of the n-gram section being read
         for line_number, raw in enumerate(path.read_text().splitlines(), start=1):
             line = raw.strip()
             where = f"{path}:{line_number}"
@@ -279,13 +280,14 @@ class NGramLM:
             elif isinstance(section, int):
                 fields = line.split()
                 if len(fields) not in (section + 1, section + 2):
-                    raise ARPAFormatError(f"{where}: a {section}-gram line needs {section + 1} or "
-                                          f"{section + 2} fields, got {line!r}")
+                    raise ARPAFormatError(
+                        f"{where}: a {section}-gram line needs {section + 1} or {section + 2} fields, got {line!r}"
+                    )
                 try:
                     values = [float(fields[0])] + ([float(fields[-1])] if len(fields) == section + 2 else [])
                 except ValueError as error:
                     raise ARPAFormatError(f"{where}: bad number in {line!r}") from error
-                gram = tuple(fields[1:section + 1])
+                gram = tuple(fields[1 : section + 1])
                 tables[-1][gram] = values[0]
                 if len(values) == 2:
                     backoffs[gram] = values[1]
@@ -307,12 +309,12 @@ def _adjusted_counts(sentences: list[list[str]], order: int) -> list[dict[tuple,
     n-gram counts the distinct words seen just before it. The unigram ``<s>`` is left out (never
     predicted).
     """
-    raw = [Counter() for _ in range(order)]
+    raw: list[Counter[tuple[str, ...]]] = [Counter() for _ in range(order)]
     for sentence in sentences:
         for n in range(1, order + 1):
             for start in range(len(sentence) - n + 1):
-                raw[n - 1][tuple(sentence[start:start + n])] += 1
-    adjusted = [dict() for _ in range(order)]
+                raw[n - 1][tuple(sentence[start : start + n])] += 1
+    adjusted: list[dict[tuple, int]] = [dict() for _ in range(order)]
     adjusted[-1] = dict(raw[-1])
     for n in range(order - 1, 0, -1):
         left_extensions = Counter(gram[1:] for gram in raw[n])  # distinct (v, gram) -> count per gram

@@ -9,7 +9,9 @@ averaged per utterance.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Callable, Sequence
+from typing import cast
+
 # the beam search lives in its own module; these names stay importable from here
 
 
@@ -24,9 +26,11 @@ def edit_distance(reference: Sequence, hypothesis: Sequence) -> int:
     return previous[-1]
 
 
-def _error_rate(references: Sequence[str], hypotheses: Sequence[str], split) -> float:
+def _error_rate(
+    references: Sequence[str] | str, hypotheses: Sequence[str] | str, split: Callable[[str], Sequence[str]]
+) -> float:
     if isinstance(references, str):
-        references, hypotheses = [references], [hypotheses]
+        references, hypotheses = [references], [cast(str, hypotheses)]
     if len(references) != len(hypotheses):
         raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
     errors = total = 0

@@ -15,24 +15,29 @@ run exists.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from ctclab.runs import Run, best_run
-
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, cast
+
 import numpy as np
+
+from ctclab.alphabet import ENGLISH, Alphabet
 from ctclab.decoding.beam import prefix_beam_search
 from ctclab.decoding.greedy import greedy_decode
 from ctclab.decoding.metrics import cer, edit_distance, wer
-from ctclab.alphabet import ENGLISH, Alphabet
+from ctclab.runs import Run, best_run
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ctclab.decoding.lm import NGramLM
+    from ctclab.profiles import Profile
 
 DECODERS = ("greedy", "beam", "beam+LM")
 
 
-def find_decoding_run(profile) -> tuple[Path | None, str]:
+def find_decoding_run(profile: Profile) -> tuple[Path | None, str]:
     """The trained run to decode: notebook 02's final model, else the best of another family.
 
     Order: ``<deep>/final``, then the best run (lowest validation loss) of "course", then of
@@ -47,7 +52,10 @@ def find_decoding_run(profile) -> tuple[Path | None, str]:
     for family in ("course", "transformers"):
         run = best_run(profile.results_for(family))
         if run is not None:
-            return run.folder, f"no {final.folder}; using the {family} run with the lowest validation loss ({run.folder})"
+            return (
+                run.folder,
+                f"no {final.folder}; using the {family} run with the lowest validation loss ({run.folder})",
+            )
     run = best_run(profile.results_dir)
     if run is not None:
         return run.folder, f"no {final.folder} and no course or transformers run; using {run.folder}"
@@ -55,8 +63,11 @@ def find_decoding_run(profile) -> tuple[Path | None, str]:
 
 
 def run_probabilities(
-    run_dir: str | Path, desc_file: str | Path, limit: int | None = None,
-    feature_loader: Callable[[str], np.ndarray] | None = None, batch_size: int = 32,
+    run_dir: str | Path,
+    desc_file: str | Path,
+    limit: int | None = None,
+    feature_loader: Callable[[str], np.ndarray] | None = None,
+    batch_size: int = 32,
 ) -> tuple[list[np.ndarray], list[str]]:
     """Per-utterance output probabilities of a trained run on a descriptor file.
 
@@ -76,8 +87,14 @@ def run_probabilities(
 
     model, normalizer, features, alphabet = Run(Path(run_dir)).load_model()
     generator = AudioGenerator(
-        desc_file, features=features, alphabet=alphabet, shuffle=False, normalizer=normalizer,
-        output_length=model.output_length, limit=limit, feature_loader=feature_loader,
+        desc_file,
+        features=features,
+        alphabet=alphabet,
+        shuffle=False,
+        normalizer=normalizer,
+        output_length=model.output_length,
+        limit=limit,
+        feature_loader=feature_loader,
     )
     probabilities = []
     for start in range(0, len(generator.texts), batch_size):
@@ -89,8 +106,14 @@ def run_probabilities(
 
 
 def decode_all(
-    probabilities: Sequence[np.ndarray], decoder: str, lm=None, alpha: float = 0.5, beta: float = 1.0,
-    beam_width: int = 32, alphabet: Alphabet = ENGLISH, unk_offset: float = -10.0,
+    probabilities: Sequence[np.ndarray],
+    decoder: str,
+    lm: NGramLM | None = None,
+    alpha: float = 0.5,
+    beta: float = 1.0,
+    beam_width: int = 32,
+    alphabet: Alphabet = ENGLISH,
+    unk_offset: float = -10.0,
 ) -> tuple[list[str], float]:
     """Decode every utterance with one of :data:`DECODERS` (arguments: prefix_beam_search).
 
@@ -106,15 +129,23 @@ def decode_all(
         texts = [greedy_decode(p, alphabet=alphabet) for p in probabilities]
     else:
         model = lm if decoder == "beam+LM" else None
-        texts = [prefix_beam_search(p, alphabet, beam_width, model, alpha, beta, unk_offset=unk_offset)
-                 for p in probabilities]
+        texts = [
+            prefix_beam_search(p, alphabet, beam_width, model, alpha, beta, unk_offset=unk_offset)
+            for p in probabilities
+        ]
     return texts, time.perf_counter() - started
 
 
 def tune_lm_weights(
-    probabilities: Sequence[np.ndarray], references: Sequence[str], lm, alphas: Sequence[float],
-    betas: Sequence[float], beam_width: int = 32, alphabet: Alphabet = ENGLISH, unk_offset: float = -10.0,
-):
+    probabilities: Sequence[np.ndarray],
+    references: Sequence[str],
+    lm: NGramLM,
+    alphas: Sequence[float],
+    betas: Sequence[float],
+    beam_width: int = 32,
+    alphabet: Alphabet = ENGLISH,
+    unk_offset: float = -10.0,
+) -> tuple[float, float, pd.DataFrame]:
     """Grid search of the LM weight alpha and word bonus beta (use the validation split).
 
     ``unk_offset`` is held fixed (see prefix_beam_search_nbest).
@@ -129,16 +160,21 @@ def tune_lm_weights(
     for alpha in alphas:
         for beta in betas:
             texts, _ = decode_all(probabilities, "beam+LM", lm, alpha, beta, beam_width, alphabet, unk_offset)
-            rows.append({"alpha": alpha, "beta": beta, "WER": wer(references, texts),
-                         "CER": cer(references, texts)})
+            rows.append({"alpha": alpha, "beta": beta, "WER": wer(references, texts), "CER": cer(references, texts)})
     table = pd.DataFrame(rows).sort_values(["WER", "CER"], kind="stable").reset_index(drop=True)
     return float(table.alpha[0]), float(table.beta[0]), table
 
 
 def decoder_table(
-    probabilities: Sequence[np.ndarray], references: Sequence[str], lm, alpha: float, beta: float,
-    beam_width: int = 32, alphabet: Alphabet = ENGLISH, unk_offset: float = -10.0,
-):
+    probabilities: Sequence[np.ndarray],
+    references: Sequence[str],
+    lm: NGramLM,
+    alpha: float,
+    beta: float,
+    beam_width: int = 32,
+    alphabet: Alphabet = ENGLISH,
+    unk_offset: float = -10.0,
+) -> pd.DataFrame:
     """Greedy vs beam vs beam + LM on the same probabilities.
 
     Returns:
@@ -151,15 +187,19 @@ def decoder_table(
     for decoder in DECODERS:
         texts, seconds = decode_all(probabilities, decoder, lm, alpha, beta, beam_width, alphabet, unk_offset)
         hypotheses[decoder] = texts
-        rows[decoder] = {"WER": wer(references, texts), "CER": cer(references, texts),
-                         "utterances/s": len(texts) / max(seconds, 1e-9)}
+        rows[decoder] = {
+            "WER": wer(references, texts),
+            "CER": cer(references, texts),
+            "utterances/s": len(texts) / max(seconds, 1e-9),
+        }
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.attrs["hypotheses"] = hypotheses
     return table
 
 
-def save_decoder_scores(run_dir: str | Path, table, references: Sequence[str], alpha: float, beta: float,
-                        examples: int = 8) -> Path:
+def save_decoder_scores(
+    run_dir: str | Path, table: pd.DataFrame, references: Sequence[str], alpha: float, beta: float, examples: int = 8
+) -> Path:
     """Add a :func:`decoder_table`'s beam and beam + LM scores to ``<run_dir>/scores.json``.
 
     The report's results table reads ``wer_beam`` / ``cer_beam`` / ``wer_lm`` / ``cer_lm``; the
@@ -170,16 +210,22 @@ def save_decoder_scores(run_dir: str | Path, table, references: Sequence[str], a
     run = Run(Path(run_dir))
     scores = run.scores()
     for decoder, suffix in (("greedy", ""), ("beam", "_beam"), ("beam+LM", "_lm")):
-        scores[f"wer{suffix}"] = float(table.loc[decoder, "WER"])
-        scores[f"cer{suffix}"] = float(table.loc[decoder, "CER"])
+        scores[f"wer{suffix}"] = float(cast(float, table.loc[decoder, "WER"]))
+        scores[f"cer{suffix}"] = float(cast(float, table.loc[decoder, "CER"]))
     hypotheses = table.attrs["hypotheses"]
-    scores.update(lm_alpha=alpha, lm_beta=beta, utterances=len(references), examples=[
-        {"truth": truth, "prediction": greedy, "beam+LM": fused}
-        for truth, greedy, fused in zip(references, hypotheses["greedy"], hypotheses["beam+LM"])][:examples])
+    scores.update(
+        lm_alpha=alpha,
+        lm_beta=beta,
+        utterances=len(references),
+        examples=[
+            {"truth": truth, "prediction": greedy, "beam+LM": fused}
+            for truth, greedy, fused in zip(references, hypotheses["greedy"], hypotheses["beam+LM"])
+        ][:examples],
+    )
     return run.save_scores(scores)
 
 
-def lm_fixes(references: Sequence[str], before: Sequence[str], after: Sequence[str], count: int = 5):
+def lm_fixes(references: Sequence[str], before: Sequence[str], after: Sequence[str], count: int = 5) -> pd.DataFrame:
     """Utterances where ``after`` has fewer word errors than ``before`` (most fixed first).
 
     Returns:
@@ -198,7 +244,10 @@ def lm_fixes(references: Sequence[str], before: Sequence[str], after: Sequence[s
 
 
 def synthetic_posteriors(
-    text: str, alphabet: Alphabet = ENGLISH, seed: int = 0, confusion_rate: float = 0.15,
+    text: str,
+    alphabet: Alphabet = ENGLISH,
+    seed: int = 0,
+    confusion_rate: float = 0.15,
     sharpness: float = 10.0,
 ) -> np.ndarray:
     """Model-like (T, C) probabilities for ``text``: peaky, blank-dominated, with confusions.

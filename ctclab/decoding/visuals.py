@@ -16,11 +16,16 @@ All computations are natural-log NumPy; the plots return matplotlib figures.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ctclab.alphabet import ENGLISH, Alphabet
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
 
 BLANK_SYMBOL = "∅"  # how the blank is drawn
 SPACE_SYMBOL = "␣"  # how a space is drawn
@@ -37,7 +42,7 @@ def symbol(index: int, alphabet: Alphabet = ENGLISH) -> str:
 # ---------------------------------------------------------------------- the collapse
 
 
-def collapse_steps(path: Sequence[int], alphabet: Alphabet = ENGLISH):
+def collapse_steps(path: Sequence[int], alphabet: Alphabet = ENGLISH) -> pd.DataFrame:
     """The CTC collapse B(path) in its two steps, as a small table.
 
     Args:
@@ -59,8 +64,12 @@ def collapse_steps(path: Sequence[int], alphabet: Alphabet = ENGLISH):
         "drop blanks": kept,
     }
     table = pd.DataFrame.from_dict(
-        {step: {"symbols": " ".join(symbol(i, alphabet) for i in indices), "length": len(indices)}
-         for step, indices in rows.items()}, orient="index")
+        {
+            step: {"symbols": " ".join(symbol(i, alphabet) for i in indices), "length": len(indices)}
+            for step, indices in rows.items()
+        },
+        orient="index",
+    )
     table.attrs["text"] = alphabet.int_sequence_to_text(kept)
     return table
 
@@ -144,8 +153,13 @@ def state_occupancy(probabilities: np.ndarray, label: Sequence[int], blank_index
 # ---------------------------------------------------------------------- figures
 
 
-def plot_posteriorgram(probabilities: np.ndarray, alphabet: Alphabet = ENGLISH, length: int | None = None,
-                       title: str = "Posteriorgram", step_ms: float | None = None):
+def plot_posteriorgram(
+    probabilities: np.ndarray,
+    alphabet: Alphabet = ENGLISH,
+    length: int | None = None,
+    title: str = "Posteriorgram",
+    step_ms: float | None = None,
+) -> Figure:
     """Per-frame output probabilities as an image, with the greedy (argmax) path on top.
 
     Args:
@@ -166,10 +180,18 @@ def plot_posteriorgram(probabilities: np.ndarray, alphabet: Alphabet = ENGLISH, 
         raise ValueError(f"probabilities have {classes} outputs; alphabet {alphabet.name!r} has {alphabet.output_dim}")
     figure, axis = plt.subplots(figsize=(min(14, 3 + frames / 12), 6))
     extent = (-0.5, frames - 0.5, classes - 0.5, -0.5)
-    image = axis.imshow(probabilities.T, aspect="auto", cmap="magma", vmin=0, vmax=1, extent=extent,
-                        interpolation="nearest")
-    axis.plot(np.arange(frames), np.argmax(probabilities, axis=1), color="cyan", linewidth=1,
-              marker=".", markersize=3, label="greedy path")
+    image = axis.imshow(
+        probabilities.T, aspect="auto", cmap="magma", vmin=0, vmax=1, extent=extent, interpolation="nearest"
+    )
+    axis.plot(
+        np.arange(frames),
+        np.argmax(probabilities, axis=1),
+        color="cyan",
+        linewidth=1,
+        marker=".",
+        markersize=3,
+        label="greedy path",
+    )
     axis.set_yticks(range(classes), [symbol(i, alphabet) for i in range(classes)], fontsize=7)
     axis.set(title=title, ylabel="output", xlabel="output frame")
     if step_ms:
@@ -187,12 +209,19 @@ def lattice_transitions(occupancy: np.ndarray, extended: Sequence[int]) -> list[
     """(t, from state, to state) of every allowed step between states on some valid path."""
     frames, states = occupancy.shape
     on_path = occupancy > 0
-    return [(t, r, s) for t in range(1, frames) for s in range(states) if on_path[t, s]
-            for r in predecessors(extended, s) if on_path[t - 1, r]]
+    return [
+        (t, r, s)
+        for t in range(1, frames)
+        for s in range(states)
+        if on_path[t, s]
+        for r in predecessors(extended, s)
+        if on_path[t - 1, r]
+    ]
 
 
-def plot_forward_lattice(probabilities: np.ndarray, label: Sequence[int], alphabet: Alphabet = ENGLISH,
-                         title: str = "CTC forward lattice"):
+def plot_forward_lattice(
+    probabilities: np.ndarray, label: Sequence[int], alphabet: Alphabet = ENGLISH, title: str = "CTC forward lattice"
+) -> Figure:
     """The lattice of the CTC loss for a short label: states x frames, shaded by occupancy.
 
     Rows are the extended label (∅ c1 ∅ c2 ... ∅), columns the frames; a cell's shade is the
@@ -217,7 +246,8 @@ def plot_forward_lattice(probabilities: np.ndarray, label: Sequence[int], alphab
             if np.isfinite(alpha[t, s]):
                 axis.text(t, s, f"{alpha[t, s]:.1f}", ha="center", va="center", fontsize=6)
     axis.set_yticks(range(states), [symbol(i, alphabet) for i in extended])
-    axis.set(title=f"{title}: loss = {ctc_loss_from_alpha(alpha):.3f} nats", xlabel="frame",
-             ylabel="extended label state")
+    axis.set(
+        title=f"{title}: loss = {ctc_loss_from_alpha(alpha):.3f} nats", xlabel="frame", ylabel="extended label state"
+    )
     figure.tight_layout()
     return figure

@@ -23,9 +23,9 @@ reads exactly as it reads the real data.
 only estimable from a noise carrier (the RMS features of a steady contraction scatter by 25-45 %
 from frame to frame), against 161 clean spectral bins. Several sounds share articulation: voiced
 and voiceless pairs (p/b, t/d, s/z, f/v, k/g) differ only in the laryngeal group and nasals
-equal their oral stops (m/b, n/d), so in silent speech, where the larynx rests, they are identical. Phoneme targets, durations,
-lead and gains are jittered per utterance; placement changes per session; silent sessions are
-weaker (0.5x) and slower (1.0-1.25x, unevenly warped). The audio model of the notebook is the
+equal their oral stops (m/b, n/d), so in silent speech, where the larynx rests, they are identical.
+Phoneme targets, durations, lead and gains are jittered per utterance; placement changes per session;
+silent sessions are weaker (0.5x) and slower (1.0-1.25x, unevenly warped). The audio model of the notebook is the
 upper bound the EMG model is compared against. (One thing is easier than real data: every
 recording articulates one fixed accent, a single "speaker", as the Gaddy & Klein data has one,
 while the audio corpus has many voices.)
@@ -63,8 +63,8 @@ import numpy as np
 import soundfile
 from tqdm import tqdm  # text bars: no ipywidgets needed in notebooks or exports
 
-from ctclab.emg import synthesis
 from ctclab.data.descriptors import read_descriptors
+from ctclab.emg import synthesis
 from ctclab.profiles import get_profile
 
 EMG_CORPUS_VERSION = 1  # bump when the synthesis changes: invalidates cached corpora
@@ -106,8 +106,11 @@ def session_names(num_sessions: int) -> list[str]:
 
 def _cache_key(config: EMGCorpusConfig, speech_corpus_dir: Path) -> dict:
     speech_manifest = json.loads((speech_corpus_dir / "manifest.json").read_text())
-    return {"version": EMG_CORPUS_VERSION, "config": json.loads(json.dumps(asdict(config))),
-            "speech_corpus": {key: speech_manifest.get(key) for key in ("grammar_version", "config")}}
+    return {
+        "version": EMG_CORPUS_VERSION,
+        "config": json.loads(json.dumps(asdict(config))),
+        "speech_corpus": {key: speech_manifest.get(key) for key in ("grammar_version", "config")},
+    }
 
 
 def _cached(out_dir: Path, key: dict) -> dict | None:
@@ -151,8 +154,18 @@ def _plan(records: dict[str, list[dict]], config: EMGCorpusConfig) -> list[_Plan
             for silent in (False, True) if silent_too else (False,):
                 folder = f"{SILENT_DIR}/{session}_silent" if silent else f"{VOICED_DIR}/{session}"
                 name = folder.split("/")[1]
-                plans.append(_Plan(folder, counters[name], BOOKS[record.get("slice", "open")], sentence_index,
-                                   record["text"], Path(record["key"]), silent, [config.seed, 1, sentence_index, silent]))
+                plans.append(
+                    _Plan(
+                        folder,
+                        counters[name],
+                        BOOKS[record.get("slice", "open")],
+                        sentence_index,
+                        record["text"],
+                        Path(record["key"]),
+                        silent,
+                        [config.seed, 1, sentence_index, silent],
+                    )
+                )
                 counters[name] += 1
     for number, (name, count) in enumerate(counters.items()):  # a silence clip per session, as the real data
         silent = name.endswith("_silent")
@@ -161,8 +174,13 @@ def _plan(records: dict[str, list[dict]], config: EMGCorpusConfig) -> list[_Plan
     return plans
 
 
-def _record(plan: _Plan, sessions: dict[str, synthesis.Session], phonemes: dict[str, list[str]],
-            config: EMGCorpusConfig, sample_rate: int = 16000) -> tuple[np.ndarray, np.ndarray]:
+def _record(
+    plan: _Plan,
+    sessions: dict[str, synthesis.Session],
+    phonemes: dict[str, list[str]],
+    config: EMGCorpusConfig,
+    sample_rate: int = 16000,
+) -> tuple[np.ndarray, np.ndarray]:
     """EMG (T, 8) µV at 1 kHz and audio (S,) float32 at ``sample_rate`` for one plan."""
     rng = np.random.default_rng(plan.seed)
     margin = np.zeros(int(config.margin_seconds * sample_rate), np.float32)
@@ -176,7 +194,8 @@ def _record(plan: _Plan, sessions: dict[str, synthesis.Session], phonemes: dict[
         audio = np.concatenate([margin, speech, margin])
         sequence = [p for word in plan.text.split() for p in phonemes[word]]
         activation = synthesis.articulator_activations(
-            sequence, synthesis.speech_activity(audio, sample_rate), rng, config.articulation)
+            sequence, synthesis.speech_activity(audio, sample_rate), rng, config.articulation
+        )
     strength = 1.0
     if plan.silent:
         activation[:, synthesis.VOICING] *= config.silent_voicing
@@ -187,8 +206,9 @@ def _record(plan: _Plan, sessions: dict[str, synthesis.Session], phonemes: dict[
     return emg, audio
 
 
-def build_emg_corpus(out_dir: str | Path, speech_corpus_dir: str | Path,
-                     config: EMGCorpusConfig = EMGCorpusConfig()) -> dict:
+def build_emg_corpus(
+    out_dir: str | Path, speech_corpus_dir: str | Path, config: EMGCorpusConfig = EMGCorpusConfig()
+) -> dict:
     """Write the synthetic corpus into ``out_dir`` unless a matching build is already there.
 
     Args:
@@ -207,8 +227,10 @@ def build_emg_corpus(out_dir: str | Path, speech_corpus_dir: str | Path,
     cached = _cached(out_dir, key)
     if cached is not None:
         return cached
-    records = {split: read_descriptors(speech_corpus_dir / f"{split}_corpus.json")[: config.max_utterances]
-               for split in ("train", "valid", "test")}
+    records = {
+        split: read_descriptors(speech_corpus_dir / f"{split}_corpus.json")[: config.max_utterances]
+        for split in ("train", "valid", "test")
+    }
     plans = _plan(records, config)
     phonemes = synthesis.phonemize_words(sorted({word for plan in plans for word in plan.text.split()}))
     session_rng = np.random.default_rng([config.seed, 7])
@@ -225,18 +247,33 @@ def build_emg_corpus(out_dir: str | Path, speech_corpus_dir: str | Path,
         folder.mkdir(parents=True, exist_ok=True)
         np.save(folder / f"{plan.index}_emg.npy", emg)
         soundfile.write(folder / f"{plan.index}_audio_clean.flac", audio, 16000, subtype="PCM_16")
-        info = {"book": plan.book, "sentence_index": plan.sentence_index, "text": plan.text,
-                "chunks": [[len(emg), len(audio), 0]]}
+        info = {
+            "book": plan.book,
+            "sentence_index": plan.sentence_index,
+            "text": plan.text,
+            "chunks": [[len(emg), len(audio), 0]],
+        }
         (folder / f"{plan.index}_info.json").write_text(json.dumps(info))
         seconds["silent" if plan.silent else "voiced"] += len(emg) / synthesis.SAMPLE_RATE
-    testset = {name: [[BOOKS[r.get("slice", "open")], int(Path(r["key"]).stem)] for r in records[split]]
-               for split, name in SPLIT_OF.items()}
+    testset = {
+        name: [[BOOKS[r.get("slice", "open")], int(Path(r["key"]).stem)] for r in records[split]]
+        for split, name in SPLIT_OF.items()
+    }
     (out_dir / TESTSET_FILE).write_text(json.dumps(testset))
-    counts = {condition: sum(p.silent == (condition == "silent") and p.sentence_index >= 0 for p in plans)
-              for condition in ("voiced", "silent")}
-    manifest = {"root": str(out_dir), "emg_data": str(out_dir / "emg_data"), "testset": str(out_dir / TESTSET_FILE),
-                "key": key, "files": len(plans), "sessions": sorted({p.folder for p in plans}),
-                "counts": counts, "hours": {k: round(v / 3600, 4) for k, v in seconds.items()}}
+    counts = {
+        condition: sum(p.silent == (condition == "silent") and p.sentence_index >= 0 for p in plans)
+        for condition in ("voiced", "silent")
+    }
+    manifest = {
+        "root": str(out_dir),
+        "emg_data": str(out_dir / "emg_data"),
+        "testset": str(out_dir / TESTSET_FILE),
+        "key": key,
+        "files": len(plans),
+        "sessions": sorted({p.folder for p in plans}),
+        "counts": counts,
+        "hours": {k: round(v / 3600, 4) for k, v in seconds.items()},
+    }
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
 
@@ -244,8 +281,10 @@ def build_emg_corpus(out_dir: str | Path, speech_corpus_dir: str | Path,
 def corpus_config_for(profile_name: str | None = None) -> EMGCorpusConfig:
     """The corpus each profile builds (smoke: every smoke utterance, a quarter of them silent too)."""
     profile = get_profile(profile_name)
-    return EMGCorpusConfig(silent_train_fraction=profile.pick(smoke=0.25, quick=0.5, full=1.0),
-                           num_sessions=profile.pick(smoke=2, quick=4, full=8))
+    return EMGCorpusConfig(
+        silent_train_fraction=profile.pick(smoke=0.25, quick=0.5, full=1.0),
+        num_sessions=profile.pick(smoke=2, quick=4, full=8),
+    )
 
 
 def emg_corpus_dir(profile_name: str | None = None) -> str:
@@ -264,8 +303,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     out = args.out or emg_corpus_dir(profile.name)
     start = time.perf_counter()
     manifest = build_emg_corpus(out, profile.corpus_dir, corpus_config_for(profile.name))
-    print(f"{out}: {manifest['counts']} utterances, {manifest['hours']} hours, "
-          f"{len(manifest['sessions'])} sessions, ready in {time.perf_counter() - start:.1f} s")
+    print(
+        f"{out}: {manifest['counts']} utterances, {manifest['hours']} hours, "
+        f"{len(manifest['sessions'])} sessions, ready in {time.perf_counter() - start:.1f} s"
+    )
 
 
 if __name__ == "__main__":

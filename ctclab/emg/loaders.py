@@ -34,8 +34,11 @@ from ctclab.alphabet import ENGLISH, Alphabet
 
 GADDY_SAMPLE_RATE = 1000.0  # Hz, fixed by the recording setup
 GADDY_CHANNELS = 8
-GADDY_DIRECTORIES = {"voiced": "voiced_parallel_data", "silent": "silent_parallel_data",
-                     "nonparallel": "nonparallel_data"}
+GADDY_DIRECTORIES = {
+    "voiced": "voiced_parallel_data",
+    "silent": "silent_parallel_data",
+    "nonparallel": "nonparallel_data",
+}
 TESTSET_FILE = "testset_largedev.json"
 QWERTY_SAMPLE_RATE = 2000.0  # Hz
 QWERTY_CHANNELS_PER_BAND = 16  # electrodes per wrist band
@@ -63,7 +66,9 @@ def check_emg_array(path: str | Path, num_channels: int = GADDY_CHANNELS) -> tup
     try:
         with open(path, "rb") as handle:
             version = np.lib.format.read_magic(handle)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
             shape, _, dtype = read_header(handle)
             header_end = handle.tell()
     except (OSError, ValueError) as error:
@@ -141,7 +146,9 @@ def read_testset(path: str | Path) -> dict[tuple[str, int], str]:
         lists = json.loads(path.read_text())
         return {(str(book), int(index)): split for split in ("dev", "test") for book, index in lists[split]}
     except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-        raise EMGDataError(f"{path}: not a testset file with 'dev' and 'test' lists of [book, index] ({error!r})") from error
+        raise EMGDataError(
+            f"{path}: not a testset file with 'dev' and 'test' lists of [book, index] ({error!r})"
+        ) from error
 
 
 def _read_info(path: Path) -> dict:
@@ -165,8 +172,12 @@ def _session_files(folder: Path) -> list[int]:
     return sorted(indices)
 
 
-def load_gaddy(root: str | Path, conditions: Iterable[str] = ("voiced", "silent"), testset: str | Path | None = None,
-               skipped: list[tuple[str, str]] | None = None) -> list[EMGUtterance]:
+def load_gaddy(
+    root: str | Path,
+    conditions: Iterable[str] = ("voiced", "silent"),
+    testset: str | Path | None = None,
+    skipped: list[tuple[str, str]] | None = None,
+) -> list[EMGUtterance]:
     """Every utterance of a Gaddy & Klein style dataset (silence clips excluded).
 
     Args:
@@ -222,10 +233,17 @@ def _load_utterance(session: Path, index: int, condition: str, splits: dict) -> 
     num_samples, _ = check_emg_array(emg_path)
     audio_path = session / f"{index}_audio_clean.flac"
     return EMGUtterance(
-        emg_path=emg_path, audio_path=audio_path if audio_path.is_file() else None, text=info["text"],
-        session=session.name, silent=condition == "silent", parallel=condition != "nonparallel",
-        book=info["book"], sentence_index=info["sentence_index"],
-        split=splits.get((info["book"], info["sentence_index"]), "train"), num_samples=num_samples)
+        emg_path=emg_path,
+        audio_path=audio_path if audio_path.is_file() else None,
+        text=info["text"],
+        session=session.name,
+        silent=condition == "silent",
+        parallel=condition != "nonparallel",
+        book=info["book"],
+        sentence_index=info["sentence_index"],
+        split=splits.get((info["book"], info["sentence_index"]), "train"),
+        num_samples=num_samples,
+    )
 
 
 def pair_silent_with_voiced(utterances: list[EMGUtterance]) -> list[tuple[EMGUtterance, EMGUtterance]]:
@@ -234,7 +252,7 @@ def pair_silent_with_voiced(utterances: list[EMGUtterance]) -> list[tuple[EMGUtt
     Raises:
         EMGDataError: a silent utterance whose (book, sentence_index) has no voiced recording.
     """
-    voiced = {}
+    voiced: dict[tuple[str, int], EMGUtterance] = {}
     for utterance in utterances:
         if not utterance.silent:
             voiced.setdefault(utterance.sentence, utterance)
@@ -242,7 +260,9 @@ def pair_silent_with_voiced(utterances: list[EMGUtterance]) -> list[tuple[EMGUtt
     for utterance in utterances:
         if utterance.silent:
             if utterance.sentence not in voiced:
-                raise EMGDataError(f"{utterance.emg_path}: silent sentence {utterance.sentence} has no voiced recording")
+                raise EMGDataError(
+                    f"{utterance.emg_path}: silent sentence {utterance.sentence} has no voiced recording"
+                )
             pairs.append((utterance, voiced[utterance.sentence]))
     return pairs
 
@@ -357,9 +377,14 @@ def load_emg2qwerty_session(path: str | Path, alphabet: Alphabet = ENGLISH) -> Q
     if len(time) < 2 or np.any(np.diff(time) <= 0):
         raise EMGDataError(f"{path}: time must have 2+ strictly increasing samples")
     try:
-        keystrokes = [Keystroke(str(k["key"]), float(k["start"]), float(k["end"])) for k in json.loads(attributes["keystrokes"])]
-        prompts = [{"text": p["payload"]["text"], "start": float(p["start"]), "end": float(p["end"])}
-                   for p in json.loads(attributes.get("prompts", "[]")) if p.get("payload")]
+        keystrokes = [
+            Keystroke(str(k["key"]), float(k["start"]), float(k["end"])) for k in json.loads(attributes["keystrokes"])
+        ]
+        prompts = [
+            {"text": p["payload"]["text"], "start": float(p["start"]), "end": float(p["end"])}
+            for p in json.loads(attributes.get("prompts", "[]"))
+            if p.get("payload")
+        ]
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
         raise EMGDataError(f"{path}: bad keystrokes / prompts attribute ({error!r})") from error
     keystrokes.sort(key=lambda stroke: stroke.start)
@@ -368,12 +393,24 @@ def load_emg2qwerty_session(path: str | Path, alphabet: Alphabet = ENGLISH) -> Q
         if key_to_character(stroke.key, alphabet) is None and stroke.key != "Key.backspace":
             dropped[stroke.key] = dropped.get(stroke.key, 0) + 1
     emg = np.concatenate([timeseries["emg_left"], timeseries["emg_right"]], axis=1).astype(np.float32)  # (T, 32)
-    return QwertySession(path, str(attributes.get("user", "")), str(attributes.get("session_name", path.stem)),
-                         emg, time, keystrokes, prompts, dropped)
+    return QwertySession(
+        path,
+        str(attributes.get("user", "")),
+        str(attributes.get("session_name", path.stem)),
+        emg,
+        time,
+        keystrokes,
+        prompts,
+        dropped,
+    )
 
 
-def load_emg2qwerty(root: str | Path, sessions: Iterable[str] | None = None, alphabet: Alphabet = ENGLISH,
-                    skipped: list[tuple[str, str]] | None = None) -> list[QwertySession]:
+def load_emg2qwerty(
+    root: str | Path,
+    sessions: Iterable[str] | None = None,
+    alphabet: Alphabet = ENGLISH,
+    skipped: list[tuple[str, str]] | None = None,
+) -> list[QwertySession]:
     """The sessions of an emg2qwerty folder (those of metadata.csv, or ``sessions``), in order.
 
     ``skipped``: if given, unreadable sessions are appended as (file, reason) instead of raising.
@@ -403,5 +440,5 @@ def prompt_pairs(session: QwertySession, alphabet: Alphabet = ENGLISH) -> list[t
     for prompt in session.prompts:
         text = session.text_between(prompt["start"], prompt["end"], alphabet)
         if text.strip():
-            pairs.append((session.emg[session.sample_at(prompt["start"]): session.sample_at(prompt["end"])], text))
+            pairs.append((session.emg[session.sample_at(prompt["start"]) : session.sample_at(prompt["end"])], text))
     return pairs

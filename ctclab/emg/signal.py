@@ -26,9 +26,13 @@ import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import signal
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 FEATURE_KINDS = ("gaddy", "log_spectrogram")
 GADDY_TIME_FEATURES = ("mean(w)", "rms(w)", "rms(r)", "zcr(p)", "mean(r)")  # w smooth, p residual, r = |p|
@@ -84,8 +88,16 @@ class EMGFeatureConfig:
     @classmethod
     def emg2qwerty(cls) -> EMGFeatureConfig:
         """emg2qwerty's LogSpectrogram(n_fft=64, hop=16) on 2 x 16 channels at 2 kHz."""
-        return cls(kind="log_spectrogram", sample_rate=2000.0, num_channels=32, mains_hz=None,
-                   highpass_hz=None, feature_rate=None, frame_length=64, frame_hop=16)
+        return cls(
+            kind="log_spectrogram",
+            sample_rate=2000.0,
+            num_channels=32,
+            mains_hz=None,
+            highpass_hz=None,
+            feature_rate=None,
+            frame_length=64,
+            frame_hop=16,
+        )
 
     @property
     def frequency_bins(self) -> int:
@@ -133,8 +145,7 @@ def _as_2d(x: np.ndarray) -> np.ndarray:
     return x[:, None] if x.ndim == 1 else x
 
 
-def notch_sections(sample_rate: float, mains_hz: float = 60.0, harmonics: int = 7,
-                   quality: float = 30.0) -> np.ndarray:
+def notch_sections(sample_rate: float, mains_hz: float = 60.0, harmonics: int = 7, quality: float = 30.0) -> np.ndarray:
     """Second-order sections of IIR notches at ``mains_hz`` x 1..harmonics below Nyquist: (K, 6)."""
     if mains_hz <= 0 or harmonics < 1:
         raise ValueError(f"need mains_hz > 0 and harmonics >= 1, got {mains_hz}, {harmonics}")
@@ -159,8 +170,9 @@ def zero_phase(x: np.ndarray, sections: np.ndarray) -> np.ndarray:
     return signal.sosfiltfilt(sections, x, axis=0, padlen=padding)
 
 
-def notch_filter(x: np.ndarray, sample_rate: float, mains_hz: float = 60.0, harmonics: int = 7,
-                 quality: float = 30.0) -> np.ndarray:
+def notch_filter(
+    x: np.ndarray, sample_rate: float, mains_hz: float = 60.0, harmonics: int = 7, quality: float = 30.0
+) -> np.ndarray:
     """Remove mains hum: an IIR notch at ``mains_hz`` x 1..harmonics, run forward and backward.
 
     Args:
@@ -238,8 +250,9 @@ def preprocessing_sections(config: EMGFeatureConfig) -> np.ndarray | None:
     """
     sections = []
     if config.mains_hz is not None:
-        sections.append(notch_sections(config.sample_rate, config.mains_hz, config.notch_harmonics,
-                                       config.notch_quality))
+        sections.append(
+            notch_sections(config.sample_rate, config.mains_hz, config.notch_harmonics, config.notch_quality)
+        )
     if config.highpass_hz is not None:
         sections.append(highpass_sections(config.sample_rate, config.highpass_hz, config.highpass_order))
     if config.frame_rate < config.sample_rate:
@@ -307,13 +320,16 @@ def gaddy_features(x: np.ndarray, frame_length: int = 16, frame_hop: int = 6) ->
     rectified = np.abs(residual)  # r
     smooth_frames = frame_signal(smooth, frame_length, frame_hop)  # (N, L, C)
     rectified_frames = frame_signal(rectified, frame_length, frame_hop)
-    time_features = np.stack([
-        smooth_frames.mean(axis=1),
-        np.sqrt(np.mean(smooth_frames**2, axis=1)),
-        np.sqrt(np.mean(rectified_frames**2, axis=1)),
-        zero_crossing_rate(frame_signal(residual, frame_length, frame_hop)),
-        rectified_frames.mean(axis=1),
-    ], axis=1)  # (N, 5, C)
+    time_features = np.stack(
+        [
+            smooth_frames.mean(axis=1),
+            np.sqrt(np.mean(smooth_frames**2, axis=1)),
+            np.sqrt(np.mean(rectified_frames**2, axis=1)),
+            zero_crossing_rate(frame_signal(residual, frame_length, frame_hop)),
+            rectified_frames.mean(axis=1),
+        ],
+        axis=1,
+    )  # (N, 5, C)
     spectrum = fft_magnitudes(frame_signal(x, frame_length, frame_hop))  # (N, L/2+1, C)
     per_channel = np.concatenate([time_features, spectrum], axis=1)  # (N, 14, C)
     return per_channel.transpose(0, 2, 1).reshape(per_channel.shape[0], -1).astype(np.float32)  # (N, C*14)
@@ -350,8 +366,10 @@ def emg_features(emg: np.ndarray, config: EMGFeatureConfig = EMGFeatureConfig())
     if not np.all(np.isfinite(emg)):
         raise ValueError(f"EMG has {np.count_nonzero(~np.isfinite(emg))} non-finite samples")
     if config.num_frames(emg.shape[0]) < 1:
-        raise ValueError(f"{emg.shape[0]} samples at {config.sample_rate} Hz is too short for one "
-                         f"{config.frame_length}-sample frame at {config.frame_rate} Hz")
+        raise ValueError(
+            f"{emg.shape[0]} samples at {config.sample_rate} Hz is too short for one "
+            f"{config.frame_length}-sample frame at {config.frame_rate} Hz"
+        )
     x = preprocess(emg, config)
     if config.kind == "gaddy":
         return gaddy_features(x, config.frame_length, config.frame_hop)
@@ -368,8 +386,13 @@ def feature_names(config: EMGFeatureConfig = EMGFeatureConfig()) -> list[str]:
 # -------------------------------------------------------------------------------------- plots
 
 
-def plot_emg_channels(raw: np.ndarray, filtered: np.ndarray | None = None, sample_rate: float = 1000.0,
-                      channel_names: Sequence[str] | None = None, title: str = "EMG channels"):
+def plot_emg_channels(
+    raw: np.ndarray,
+    filtered: np.ndarray | None = None,
+    sample_rate: float = 1000.0,
+    channel_names: Sequence[str] | None = None,
+    title: str = "EMG channels",
+) -> Figure:
     """One row per channel: raw (grey) and, if given, filtered (colour) against time in seconds.
 
     Each channel is drawn on its own y scale; the raw trace is mean-removed so drift shows.
@@ -398,15 +421,22 @@ def plot_emg_channels(raw: np.ndarray, filtered: np.ndarray | None = None, sampl
     return figure
 
 
-def plot_emg_features(features: np.ndarray, config: EMGFeatureConfig = EMGFeatureConfig(),
-                      title: str = "EMG features"):
+def plot_emg_features(
+    features: np.ndarray, config: EMGFeatureConfig = EMGFeatureConfig(), title: str = "EMG features"
+) -> Figure:
     """Heat map of a (frames, feature_dim) feature matrix; horizontal lines separate channels."""
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(12, 5))
     seconds = features.shape[0] * config.frame_hop_ms / 1000
-    image = axis.imshow(features.T, origin="lower", aspect="auto", cmap="magma",
-                        extent=(0, seconds, 0, features.shape[1]), interpolation="nearest")
+    image = axis.imshow(
+        features.T,
+        origin="lower",
+        aspect="auto",
+        cmap="magma",
+        extent=(0, seconds, 0, features.shape[1]),
+        interpolation="nearest",
+    )
     for channel in range(1, config.num_channels):
         axis.axhline(channel * config.features_per_channel, color="white", linewidth=0.4)
     figure.colorbar(image, ax=axis, pad=0.01)

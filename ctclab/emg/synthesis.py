@@ -33,29 +33,67 @@ from scipy import special
 from scipy.ndimage import gaussian_filter1d
 
 SAMPLE_RATE = 1000  # Hz, as the Gaddy & Klein recordings (OpenBCI Cyton over WiFi)
-MUSCLES = ("lip closure and rounding (orbicularis oris)", "lower lip (mentalis / depressor)",
-           "lip corners (zygomaticus / risorius)", "jaw opening (digastric / masseter)",
-           "tongue tip (genioglossus, submental)", "tongue back (styloglossus)",
-           "tongue body (mylohyoid)", "voicing (laryngeal strap muscles)")
+MUSCLES = (
+    "lip closure and rounding (orbicularis oris)",
+    "lower lip (mentalis / depressor)",
+    "lip corners (zygomaticus / risorius)",
+    "jaw opening (digastric / masseter)",
+    "tongue tip (genioglossus, submental)",
+    "tongue back (styloglossus)",
+    "tongue body (mylohyoid)",
+    "voicing (laryngeal strap muscles)",
+)
 VOICING = 7  # index of the laryngeal group: the only place voiced and voiceless phonemes differ
 
 # Targets in [0, 1] per muscle group, in MUSCLES order. Voiced consonants are their voiceless
 # partner plus voicing; nasals equal their oral stop (the velum is out of reach of surface
 # electrodes), so b/m, d/n and g/ng are as alike here as in real EMG.
 _CONSONANTS = {
-    "p": (1.0, .4, 0, 0, 0, 0, 0), "f": (.2, 1.0, .2, 0, 0, 0, 0), "T": (0, 0, .2, .2, .9, 0, .1),
-    "s": (0, 0, .5, 0, .8, 0, .3), "S": (.6, .2, 0, 0, .5, 0, .8), "tS": (.5, .2, 0, 0, .9, 0, .7),
-    "t": (0, 0, .1, 0, 1.0, 0, .2), "k": (0, 0, 0, 0, 0, 1.0, .2), "h": (0, 0, 0, .3, 0, 0, 0),
+    "p": (1.0, 0.4, 0, 0, 0, 0, 0),
+    "f": (0.2, 1.0, 0.2, 0, 0, 0, 0),
+    "T": (0, 0, 0.2, 0.2, 0.9, 0, 0.1),
+    "s": (0, 0, 0.5, 0, 0.8, 0, 0.3),
+    "S": (0.6, 0.2, 0, 0, 0.5, 0, 0.8),
+    "tS": (0.5, 0.2, 0, 0, 0.9, 0, 0.7),
+    "t": (0, 0, 0.1, 0, 1.0, 0, 0.2),
+    "k": (0, 0, 0, 0, 0, 1.0, 0.2),
+    "h": (0, 0, 0, 0.3, 0, 0, 0),
 }
-_VOICED_PARTNERS = {"b": "p", "m": "p", "v": "f", "D": "T", "z": "s", "Z": "S", "dZ": "tS",
-                    "d": "t", "n": "t", "g": "k", "N": "k"}
-_SONORANTS = {"l": (0, 0, 0, .2, .8, .2, 0), "r": (.4, 0, 0, 0, .4, .5, .2), "w": (.9, 0, 0, 0, 0, .6, 0),
-              "j": (0, 0, .4, 0, 0, 0, 1.0)}
-_VOWELS = {"i": (0, 0, .8, .1, .2, 0, .9), "I": (0, 0, .6, .2, .2, 0, .7), "e": (0, 0, .5, .4, .2, 0, .5),
-           "E": (0, 0, .4, .5, .1, 0, .4), "a": (0, 0, .3, .9, 0, 0, .2), "A": (0, 0, 0, 1.0, 0, .3, 0),
-           "V": (0, 0, 0, .6, 0, .2, 0), "@": (0, 0, 0, .3, 0, 0, 0), "3": (.3, 0, 0, .3, .3, .4, .1),
-           "0": (.3, 0, 0, .8, 0, .4, 0), "O": (.6, 0, 0, .6, 0, .5, 0), "o": (.8, 0, 0, .4, 0, .5, 0),
-           "U": (.6, 0, 0, .2, 0, .7, 0), "u": (.9, 0, 0, .1, 0, .8, 0)}
+_VOICED_PARTNERS = {
+    "b": "p",
+    "m": "p",
+    "v": "f",
+    "D": "T",
+    "z": "s",
+    "Z": "S",
+    "dZ": "tS",
+    "d": "t",
+    "n": "t",
+    "g": "k",
+    "N": "k",
+}
+_SONORANTS = {
+    "l": (0, 0, 0, 0.2, 0.8, 0.2, 0),
+    "r": (0.4, 0, 0, 0, 0.4, 0.5, 0.2),
+    "w": (0.9, 0, 0, 0, 0, 0.6, 0),
+    "j": (0, 0, 0.4, 0, 0, 0, 1.0),
+}
+_VOWELS = {
+    "i": (0, 0, 0.8, 0.1, 0.2, 0, 0.9),
+    "I": (0, 0, 0.6, 0.2, 0.2, 0, 0.7),
+    "e": (0, 0, 0.5, 0.4, 0.2, 0, 0.5),
+    "E": (0, 0, 0.4, 0.5, 0.1, 0, 0.4),
+    "a": (0, 0, 0.3, 0.9, 0, 0, 0.2),
+    "A": (0, 0, 0, 1.0, 0, 0.3, 0),
+    "V": (0, 0, 0, 0.6, 0, 0.2, 0),
+    "@": (0, 0, 0, 0.3, 0, 0, 0),
+    "3": (0.3, 0, 0, 0.3, 0.3, 0.4, 0.1),
+    "0": (0.3, 0, 0, 0.8, 0, 0.4, 0),
+    "O": (0.6, 0, 0, 0.6, 0, 0.5, 0),
+    "o": (0.8, 0, 0, 0.4, 0, 0.5, 0),
+    "U": (0.6, 0, 0, 0.2, 0, 0.7, 0),
+    "u": (0.9, 0, 0, 0.1, 0, 0.8, 0),
+}
 VOICED_LEVEL, VOWEL_VOICING = 0.6, 0.7
 PHONEME_TARGETS: dict[str, np.ndarray] = {
     **{p: np.array([*t, 0.0]) for p, t in _CONSONANTS.items()},
@@ -66,15 +104,27 @@ PHONEME_TARGETS: dict[str, np.ndarray] = {
 PHONEME_TARGETS["h"][VOICING] = 0.25  # breathy: the glottis is open but tense
 PHONEME_TARGETS["L"] = PHONEME_TARGETS["l"]  # syllabic l ("bottle")
 # relative durations on the speech clock; ':' lengthens a vowel by LENGTH_MARK_WEIGHT
-PHONEME_WEIGHTS = {**{p: 0.6 for p in "pbtdkg"}, **{p: 0.85 for p in ("f", "v", "T", "D", "s", "z", "S", "Z", "tS", "dZ")},
-                   **{p: 0.55 for p in ("m", "n", "N", "l", "L", "r", "w", "j", "h")}, **{p: 0.8 for p in _VOWELS}}
+PHONEME_WEIGHTS = {
+    **{p: 0.6 for p in "pbtdkg"},
+    **{p: 0.85 for p in ("f", "v", "T", "D", "s", "z", "S", "Z", "tS", "dZ")},
+    **{p: 0.55 for p in ("m", "n", "N", "l", "L", "r", "w", "j", "h")},
+    **{p: 0.8 for p in _VOWELS},
+}
 LENGTH_MARK_WEIGHT = 0.4
 _TOKEN = re.compile("tS|dZ|" + "|".join(re.escape(p) for p in sorted(PHONEME_TARGETS, key=len, reverse=True)))
 _IGNORED = set("'#,-2;5_!=|") | set("1346789")  # stress marks, variants and pauses
 
 # electrode e sits over muscle e and picks up these neighbours (anatomy of the Gaddy & Klein sites)
-_NEIGHBOURS = {0: {2: .4, 1: .3}, 1: {0: .4, 3: .3}, 2: {0: .3, 3: .3}, 3: {2: .3, 5: .2},
-               4: {6: .5, 3: .3}, 5: {6: .4, 7: .3}, 6: {4: .4, 5: .4}, 7: {5: .3, 6: .2}}
+_NEIGHBOURS = {
+    0: {2: 0.4, 1: 0.3},
+    1: {0: 0.4, 3: 0.3},
+    2: {0: 0.3, 3: 0.3},
+    3: {2: 0.3, 5: 0.2},
+    4: {6: 0.5, 3: 0.3},
+    5: {6: 0.4, 7: 0.3},
+    6: {4: 0.4, 5: 0.4},
+    7: {5: 0.3, 6: 0.2},
+}
 NECK_ELECTRODES = (5, 7)  # the heartbeat reaches these
 
 
@@ -89,8 +139,13 @@ def phonemize_words(words: list[str], voice: str = "en-us") -> dict[str, list[st
     """
     words = list(dict.fromkeys(words))
     try:
-        result = subprocess.run(["espeak-ng", "-x", "-q", "-v", voice], input="\n".join(words) + "\n",
-                                capture_output=True, text=True, check=True)
+        result = subprocess.run(
+            ["espeak-ng", "-x", "-q", "-v", voice],
+            input="\n".join(words) + "\n",
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     except (OSError, subprocess.CalledProcessError) as error:
         raise RuntimeError(f"espeak-ng could not phonemize the vocabulary: {error}") from error
     lines = [line.strip() for line in result.stdout.splitlines() if line.strip()]
@@ -117,8 +172,9 @@ def tokenize_phonemes(transcription: str) -> list[str]:
     return tokens
 
 
-def speech_activity(samples: np.ndarray, sample_rate: int, threshold_db: float = 35.0, gap_ms: int = 150,
-                    min_run_ms: int = 30) -> np.ndarray:
+def speech_activity(
+    samples: np.ndarray, sample_rate: int, threshold_db: float = 35.0, gap_ms: int = 150, min_run_ms: int = 30
+) -> np.ndarray:
     """Where the audio is speech, at 1 ms resolution: (ceil(duration in ms),) bool.
 
     10 ms frames louder than (loudest frame - ``threshold_db``) are speech; silent gaps up to
@@ -159,8 +215,9 @@ class ArticulationConfig:
     timing_jitter: float = 0.25  # relative spread of each phoneme's duration weight
 
 
-def articulator_activations(phonemes: list[str], active: np.ndarray, rng: np.random.Generator,
-                            config: ArticulationConfig = ArticulationConfig()) -> np.ndarray:
+def articulator_activations(
+    phonemes: list[str], active: np.ndarray, rng: np.random.Generator, config: ArticulationConfig = ArticulationConfig()
+) -> np.ndarray:
     """Smooth activations of the 8 muscle groups: (len(active), 8) in [0, ~1.3], at 1 kHz.
 
     Args:
@@ -170,13 +227,13 @@ def articulator_activations(phonemes: list[str], active: np.ndarray, rng: np.ran
     units = [p for p in phonemes if p != ":"]
     if not units or not active.any():
         return np.zeros((len(active), len(MUSCLES)))
-    weights = []  # relative duration of each phoneme; a length mark lengthens the one before it
+    relative: list[float] = []  # relative duration of each phoneme; a length mark lengthens the one before it
     for phoneme in phonemes:
         if phoneme == ":":
-            weights[-1] += LENGTH_MARK_WEIGHT
+            relative[-1] += LENGTH_MARK_WEIGHT
         else:
-            weights.append(PHONEME_WEIGHTS[phoneme])
-    weights = np.asarray(weights)
+            relative.append(PHONEME_WEIGHTS[phoneme])
+    weights = np.asarray(relative)
     weights *= np.exp(config.timing_jitter * rng.standard_normal(len(units)))
     clock = np.cumsum(active)  # ms of speech so far, (T,)
     boundaries = np.cumsum(weights) / weights.sum() * clock[-1]  # end of each phoneme on the clock
@@ -189,8 +246,9 @@ def articulator_activations(phonemes: list[str], active: np.ndarray, rng: np.ran
     return smooth_steps(runs, targets, len(active), config.smoothing_ms, lead)
 
 
-def smooth_steps(runs: list[tuple[int, int, int]], targets: np.ndarray, length: int, sigma: float,
-                 shift: float) -> np.ndarray:
+def smooth_steps(
+    runs: list[tuple[int, int, int]], targets: np.ndarray, length: int, sigma: float, shift: float
+) -> np.ndarray:
     """Exact Gaussian smoothing of a piecewise-constant curve, read ``shift`` samples ahead.
 
     The curve is ``targets[k]`` on each run ``[start, end)`` of ``runs`` and 0 elsewhere. It is a
@@ -301,7 +359,9 @@ class Session:
         seconds = np.arange(num_samples) / SAMPLE_RATE
         for _ in range(rng.poisson(self.config.burst_rate * num_samples / SAMPLE_RATE)):
             centre, width = rng.uniform(0, num_samples), rng.uniform(50, 150)  # ms
-            activation[:, rng.integers(8)] += rng.uniform(0.3, 0.8) * np.exp(-0.5 * ((np.arange(num_samples) - centre) / width) ** 2)
+            activation[:, rng.integers(8)] += rng.uniform(0.3, 0.8) * np.exp(
+                -0.5 * ((np.arange(num_samples) - centre) / width) ** 2
+            )
         amplitude = self.tonic + strength * rng.uniform(0.85, 1.15) * self.muscle_gain * activation  # (T, 8) µV
         sources = self.carriers(num_samples, rng) * amplitude  # (T, muscles)
         electrodes = sources @ self.mixing.T  # (T, electrodes)

@@ -22,26 +22,34 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ctclab.alphabet import ENGLISH, Alphabet
+from ctclab.data.descriptors import write_descriptors
 from ctclab.emg import corpus as emg_corpus
 from ctclab.emg import loaders as emg_loaders
-from ctclab.alphabet import ENGLISH, Alphabet
 from ctclab.emg.signal import EMGFeatureConfig, emg_features
-from ctclab.data.descriptors import write_descriptors
 from ctclab.runs import Run
+
+if TYPE_CHECKING:
+    import keras
+    import pandas as pd
+
+    from ctclab.decoding.lm import NGramLM
+    from ctclab.profiles import Profile
 
 QWERTY_KEY_SEPARATOR = "#"  # "<session>.hdf5#<start>:<end>"
 
 
-def emg_corpus_dir(profile=None) -> str:
+def emg_corpus_dir(profile: Profile | str | None = None) -> str:
     """Where a profile's synthetic EMG corpus lives (a Profile, a profile name or None for $PROFILE)."""
-    return emg_corpus.emg_corpus_dir(getattr(profile, "name", profile))
+    return emg_corpus.emg_corpus_dir(profile if profile is None or isinstance(profile, str) else profile.name)
 
 
 def vocabulary_slice(book: str) -> str:
-    """"closed" for a book (or session path) naming the closed vocabulary, else "open"."""
+    """ "closed" for a book (or session path) naming the closed vocabulary, else "open"."""
     return "closed" if "closed" in book else "open"
 
 
@@ -52,20 +60,31 @@ def normalize_transcript(text: str, alphabet: Alphabet = ENGLISH) -> str:
     "Mars—the Red Planet's" -> "marsthe red planet's"; "twenty-one" -> "twenty one".
     """
     plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower().replace("-", " ")
-    kept = "".join(character for character in plain if character.isspace() or not alphabet.unknown_characters(character))
+    kept = "".join(
+        character for character in plain if character.isspace() or not alphabet.unknown_characters(character)
+    )
     return " ".join(kept.split())
 
 
 def utterance_record(utterance: emg_loaders.EMGUtterance) -> dict:
     """The descriptor line of one Gaddy & Klein utterance (key: its _emg.npy; text normalized)."""
-    return {"key": str(utterance.emg_path.resolve()), "duration": round(utterance.duration, 4),
-            "text": normalize_transcript(utterance.text),
-            "silent": utterance.silent, "session": utterance.session, "slice": vocabulary_slice(utterance.book),
-            "book": utterance.book, "sentence_index": utterance.sentence_index, "split": utterance.split}
+    return {
+        "key": str(utterance.emg_path.resolve()),
+        "duration": round(utterance.duration, 4),
+        "text": normalize_transcript(utterance.text),
+        "silent": utterance.silent,
+        "session": utterance.session,
+        "slice": vocabulary_slice(utterance.book),
+        "book": utterance.book,
+        "sentence_index": utterance.sentence_index,
+        "split": utterance.split,
+    }
 
 
 def audio_record(utterance: emg_loaders.EMGUtterance) -> dict:
     """The descriptor line of an utterance's audio (key: its _audio_clean.flac), for audio models."""
+    if utterance.audio_path is None:
+        raise emg_loaders.EMGDataError(f"{utterance.emg_path}: no _audio_clean.flac beside it for the audio descriptor")
     return dict(utterance_record(utterance), key=str(utterance.audio_path.resolve()))
 
 
@@ -93,19 +112,23 @@ def gaddy_descriptor_set(root: str | Path, out_dir: str | Path) -> dict[str, Pat
     paths = {
         "train": write_descriptors(map(utterance_record, by_split["train"]), out_dir / "train.json"),
         "dev": write_descriptors(map(utterance_record, by_split["dev"]), out_dir / "dev.json"),
-        "audio_train": write_descriptors(map(audio_record, [u for u in voiced_train if u.split == "train"]),
-                                         out_dir / "audio_train.json"),
-        "audio_dev": write_descriptors(map(audio_record, [u for u in voiced_train if u.split == "dev"]),
-                                       out_dir / "audio_dev.json"),
+        "audio_train": write_descriptors(
+            map(audio_record, [u for u in voiced_train if u.split == "train"]), out_dir / "audio_train.json"
+        ),
+        "audio_dev": write_descriptors(
+            map(audio_record, [u for u in voiced_train if u.split == "dev"]), out_dir / "audio_dev.json"
+        ),
     }
     for slice_name in ("closed", "open"):
         chosen = [u for u in test if u.sentence in both and vocabulary_slice(u.book) == slice_name]
         for condition, silent in (("voiced", False), ("silent", True)):
             paths[f"test_{condition}_{slice_name}"] = write_descriptors(
                 map(utterance_record, [u for u in chosen if u.silent == silent]),
-                out_dir / f"test_{condition}_{slice_name}.json")
+                out_dir / f"test_{condition}_{slice_name}.json",
+            )
         paths[f"audio_test_{slice_name}"] = write_descriptors(
-            map(audio_record, [u for u in chosen if not u.silent]), out_dir / f"audio_test_{slice_name}.json")
+            map(audio_record, [u for u in chosen if not u.silent]), out_dir / f"audio_test_{slice_name}.json"
+        )
     return paths
 
 
@@ -150,14 +173,16 @@ class EMGFeatureLoader:
         return emg_loaders.read_emg_array(key, self.config.num_channels)
 
 
-
-
 # ---------------------------------------------------------------------------- typing windows
 
 
-def qwerty_window_descriptors(sessions: Sequence[emg_loaders.QwertySession], path: str | Path,
-                              window_ms: float = 300.0, stride_ms: float | None = None,
-                              alphabet: Alphabet = ENGLISH) -> dict:
+def qwerty_window_descriptors(
+    sessions: Sequence[emg_loaders.QwertySession],
+    path: str | Path,
+    window_ms: float = 300.0,
+    stride_ms: float | None = None,
+    alphabet: Alphabet = ENGLISH,
+) -> dict:
     """Write one descriptor line per window of every session in which a non-space character was typed.
 
     A window's text is the alphabet characters of the keys pressed inside it, in order (Backspace
@@ -174,46 +199,80 @@ def qwerty_window_descriptors(sessions: Sequence[emg_loaders.QwertySession], pat
     stride_ms = stride_ms or window_ms
     if window_ms <= 0 or stride_ms <= 0:
         raise ValueError(f"window_ms and stride_ms must be positive, got {window_ms}, {stride_ms}")
-    records, empty, dropped = [], 0, {}
+    records: list[dict] = []
+    empty = 0
+    dropped: dict[str, int] = {}
     for session in sessions:
         rate = (len(session.time) - 1) / (session.time[-1] - session.time[0])  # samples/s (2000 for emg2qwerty)
         window, stride = round(window_ms * rate / 1000), round(stride_ms * rate / 1000)
         for start in range(0, len(session.time) - window + 1, stride):
-            text = session.text_between(session.time[start], session.time[start + window - 1], alphabet, backspace=False)
+            text = session.text_between(
+                session.time[start], session.time[start + window - 1], alphabet, backspace=False
+            )
             if not text.strip():  # nothing typed, or only spaces (no word to score)
                 empty += 1
                 continue
-            records.append({"key": f"{session.path.resolve()}{QWERTY_KEY_SEPARATOR}{start}:{start + window}",
-                            "duration": round(window / rate, 4), "text": text, "session": session.session_name})
+            records.append(
+                {
+                    "key": f"{session.path.resolve()}{QWERTY_KEY_SEPARATOR}{start}:{start + window}",
+                    "duration": round(window / rate, 4),
+                    "text": text,
+                    "session": session.session_name,
+                }
+            )
         for key, count in session.dropped_keys.items():
             dropped[key] = dropped.get(key, 0) + count
-    return {"path": write_descriptors(records, path), "windows": len(records), "empty_windows": empty,
-            "dropped_keys": dropped}
+    return {
+        "path": write_descriptors(records, path),
+        "windows": len(records),
+        "empty_windows": empty,
+        "dropped_keys": dropped,
+    }
 
 
-def train_windowed(model, train_json: str | Path, valid_json: str | Path, name: str, results_dir: str | Path,
-                   epochs: int, minibatch_size: int = 32, **train_kwargs) -> dict:
+def train_windowed(
+    model: keras.Model,
+    train_json: str | Path,
+    valid_json: str | Path,
+    name: str,
+    results_dir: str | Path,
+    epochs: int,
+    minibatch_size: int = 32,
+    **train_kwargs,
+) -> dict:
     """Train on typing windows with emg2qwerty's log spectrogram (train_utils.train_model underneath)."""
     from ctclab.training.trainer import train_model
 
-    return train_model(model, f"{name}.pickle", f"{name}.keras", train_json, valid_json,
-                                   minibatch_size=minibatch_size, epochs=epochs, results_dir=results_dir,
-                                   features=EMGFeatureConfig.emg2qwerty(),
-                                   feature_loader=EMGFeatureLoader(EMGFeatureConfig.emg2qwerty()), **train_kwargs)
+    return train_model(
+        model,
+        f"{name}.pickle",
+        f"{name}.keras",
+        train_json,
+        valid_json,
+        minibatch_size=minibatch_size,
+        epochs=epochs,
+        results_dir=results_dir,
+        features=EMGFeatureConfig.emg2qwerty(),
+        feature_loader=EMGFeatureLoader(EMGFeatureConfig.emg2qwerty()),
+        **train_kwargs,
+    )
 
 
 def evaluate_windowed(run_dir: str | Path, desc_file: str | Path, limit: int | None = None) -> dict:
     """Greedy CER / WER of a typing run on 300 ms windows (train_utils.evaluate_model underneath)."""
     from ctclab.training.evaluation import evaluate_model
 
-    return evaluate_model(run_dir, desc_file, limit=limit,
-                                      feature_loader=EMGFeatureLoader(EMGFeatureConfig.emg2qwerty()))
+    return evaluate_model(
+        run_dir, desc_file, limit=limit, feature_loader=EMGFeatureLoader(EMGFeatureConfig.emg2qwerty())
+    )
 
 
 # ------------------------------------------------------------------------ the audio upper bound
 
 
-def audio_upper_bound(profile, descriptors: dict[str, Path], epochs: int, verbose: int = 2) -> tuple[Path, str]:
+def audio_upper_bound(
+    profile: Profile, descriptors: dict[str, Path], epochs: int, verbose: int = 2
+) -> tuple[Path, str]:
     """The audio model the EMG model is compared against, on the same sentences.
 
     Notebook 02's final speech model (``<deep>/final``) is trained on the speech corpus's training
@@ -230,14 +289,33 @@ def audio_upper_bound(profile, descriptors: dict[str, Path], epochs: int, verbos
     final = Path(profile.results_for("deep")) / "final"
     if Run(final).is_trained:
         return final, f"notebook 02's final speech model ({final}), trained on the same training sentences"
-    model = build("cnn_birnn_model", input_dim=161, filters=192, kernel_size=11, conv_stride=3,
-                                units=128, recur_layers=1, dropout_rate=0.1)
-    train_model(model, "audio.pickle", "audio.keras", descriptors["audio_train"], descriptors["audio_dev"],
-                            epochs=epochs, minibatch_size=profile.minibatch_size, sort_by_duration=True,
-                            results_dir=profile.results_for("emg"), verbose=verbose)
+    model = build(
+        "cnn_birnn_model",
+        input_dim=161,
+        filters=192,
+        kernel_size=11,
+        conv_stride=3,
+        units=128,
+        recur_layers=1,
+        dropout_rate=0.1,
+    )
+    train_model(
+        model,
+        "audio.pickle",
+        "audio.keras",
+        descriptors["audio_train"],
+        descriptors["audio_dev"],
+        epochs=epochs,
+        minibatch_size=profile.minibatch_size,
+        sort_by_duration=True,
+        results_dir=profile.results_for("emg"),
+        verbose=verbose,
+    )
     run = Path(profile.results_for("emg")) / "audio"
-    return run, (f"no {final}: a smaller CNN + BiGRU trained here for {epochs} epochs on the audio of the same "
-                 f"training sentences ({run}); run notebook 2 first for the real upper bound")
+    return run, (
+        f"no {final}: a smaller CNN + BiGRU trained here for {epochs} epochs on the audio of the same "
+        f"training sentences ({run}); run notebook 2 first for the real upper bound"
+    )
 
 
 # ------------------------------------------------------------------------------- the results table
@@ -252,8 +330,13 @@ class DecoderSettings:
     beta: float = 1.0  # word insertion bonus
 
 
-def decode_scores(probabilities: Sequence[np.ndarray], references: Sequence[str], lm=None,
-                  settings: DecoderSettings = DecoderSettings(), alphabet: Alphabet = ENGLISH) -> dict:
+def decode_scores(
+    probabilities: Sequence[np.ndarray],
+    references: Sequence[str],
+    lm: NGramLM | None = None,
+    settings: DecoderSettings = DecoderSettings(),
+    alphabet: Alphabet = ENGLISH,
+) -> dict:
     """WER / CER of greedy decoding and, when ``lm`` is given, of prefix beam search with it.
 
     Args:
@@ -265,23 +348,36 @@ def decode_scores(probabilities: Sequence[np.ndarray], references: Sequence[str]
         {"greedy": (wer, cer), "lm": (wer, cer) or None, "utterances": n,
         "hypotheses": {"greedy": [...], "lm": [...] or None}}.
     """
-    from ctclab.decoding.tuning import decode_all
     from ctclab.decoding.metrics import cer, wer
+    from ctclab.decoding.tuning import decode_all
 
     greedy, _ = decode_all(probabilities, "greedy", alphabet=alphabet)
-    scores = {"greedy": (wer(references, greedy), cer(references, greedy)), "lm": None,
-              "utterances": len(references), "hypotheses": {"greedy": greedy, "lm": None}}
+    scores: dict[str, Any] = {
+        "greedy": (wer(references, greedy), cer(references, greedy)),
+        "lm": None,
+        "utterances": len(references),
+        "hypotheses": {"greedy": greedy, "lm": None},
+    }
     if lm is not None:
-        beams, _ = decode_all(probabilities, "beam+LM", lm, settings.alpha, settings.beta,
-                                          settings.beam_width, alphabet)
+        beams, _ = decode_all(
+            probabilities, "beam+LM", lm, settings.alpha, settings.beta, settings.beam_width, alphabet
+        )
         scores["lm"] = (wer(references, beams), cer(references, beams))
         scores["hypotheses"]["lm"] = beams
     return scores
 
 
-def score_run(model: str, condition: str, vocabulary: str, run_dir: str | Path, desc_file: str | Path, lm=None,
-              settings: DecoderSettings = DecoderSettings(), limit: int | None = None,
-              feature_loader: Callable[[str], np.ndarray] | None = None) -> dict:
+def score_run(
+    model: str,
+    condition: str,
+    vocabulary: str,
+    run_dir: str | Path,
+    desc_file: str | Path,
+    lm: NGramLM | None = None,
+    settings: DecoderSettings = DecoderSettings(),
+    limit: int | None = None,
+    feature_loader: Callable[[str], np.ndarray] | None = None,
+) -> dict:
     """One row of :func:`results_table`: a trained run decoded on one descriptor file.
 
     ``feature_loader`` as in ``evaluate_model`` (EMG runs pass an :class:`EMGFeatureLoader`;
@@ -293,12 +389,18 @@ def score_run(model: str, condition: str, vocabulary: str, run_dir: str | Path, 
     from ctclab.decoding.tuning import run_probabilities
 
     probabilities, references = run_probabilities(run_dir, desc_file, limit=limit, feature_loader=feature_loader)
-    return {"model": model, "condition": condition, "vocabulary": vocabulary, "references": references,
-            "scores": decode_scores(probabilities, references, lm, settings), "run_dir": str(run_dir),
-            "desc_file": str(desc_file)}
+    return {
+        "model": model,
+        "condition": condition,
+        "vocabulary": vocabulary,
+        "references": references,
+        "scores": decode_scores(probabilities, references, lm, settings),
+        "run_dir": str(run_dir),
+        "desc_file": str(desc_file),
+    }
 
 
-def results_table(rows: Sequence[dict]):
+def results_table(rows: Sequence[dict]) -> pd.DataFrame:
     """Seed-000 table 3.1 layout: one row per (model, condition, vocabulary).
 
     Args:
@@ -315,12 +417,19 @@ def results_table(rows: Sequence[dict]):
     for row in rows:
         scores = row["scores"]
         lm_wer, lm_cer = scores["lm"] if scores["lm"] is not None else (np.nan, np.nan)
-        table.append({"model": row["model"], "condition": row["condition"], "vocabulary": row["vocabulary"],
-                      "utterances": scores["utterances"], "WER greedy": scores["greedy"][0],
-                      "CER greedy": scores["greedy"][1], "WER LM": lm_wer, "CER LM": lm_cer})
+        table.append(
+            {
+                "model": row["model"],
+                "condition": row["condition"],
+                "vocabulary": row["vocabulary"],
+                "utterances": scores["utterances"],
+                "WER greedy": scores["greedy"][0],
+                "CER greedy": scores["greedy"][1],
+                "WER LM": lm_wer,
+                "CER LM": lm_cer,
+            }
+        )
     return pd.DataFrame(table).set_index(["model", "condition", "vocabulary"])
-
-
 
 
 def save_scores(rows: Sequence[dict], examples: int = 8) -> list[Path]:
@@ -341,14 +450,22 @@ def save_scores(rows: Sequence[dict], examples: int = 8) -> list[Path]:
         conditions = []
         for row in run_rows:
             scores = row["scores"]
-            entry = {"condition": row["condition"], "vocabulary": row["vocabulary"], "desc_file": row["desc_file"],
-                     "utterances": scores["utterances"], "wer": scores["greedy"][0], "cer": scores["greedy"][1]}
+            entry = {
+                "condition": row["condition"],
+                "vocabulary": row["vocabulary"],
+                "desc_file": row["desc_file"],
+                "utterances": scores["utterances"],
+                "wer": scores["greedy"][0],
+                "cer": scores["greedy"][1],
+            }
             if scores["lm"] is not None:
                 entry.update(wer_lm=scores["lm"][0], cer_lm=scores["lm"][1])
             conditions.append(entry)
         headline, scores = run_rows[0], run_rows[0]["scores"]
-        shown = [{"truth": truth, "prediction": prediction}
-                 for truth, prediction in zip(headline["references"], scores["hypotheses"]["greedy"])][:examples]
+        shown = [
+            {"truth": truth, "prediction": prediction}
+            for truth, prediction in zip(headline["references"], scores["hypotheses"]["greedy"])
+        ][:examples]
         for example, fused in zip(shown, scores["hypotheses"]["lm"] or []):  # LM transcripts beside greedy ones
             example["beam+LM"] = fused
         record = dict(conditions[0], examples=shown, conditions=conditions, parameters=Run(Path(run_dir)).parameters())

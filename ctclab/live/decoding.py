@@ -17,8 +17,6 @@ decoder) and the sEMG modules (features, trained runs):
 
 from __future__ import annotations
 
-from ctclab.runs import best_scored_run, save_streaming_summary
-
 import dataclasses
 import functools
 import json
@@ -27,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from brainflow.data_filter import DataFilter
@@ -36,6 +35,16 @@ from ctclab.decoding.greedy import greedy_decode
 from ctclab.decoding.metrics import cer
 from ctclab.live.openbci import BoardLayout, BoardSession, BoardStalledError
 from ctclab.live.streaming import StreamConfig, WindowedDecoder, WindowResult
+from ctclab.runs import best_scored_run, save_streaming_summary
+
+if TYPE_CHECKING:
+    import keras
+    import pandas as pd
+
+    from ctclab.alphabet import Alphabet
+    from ctclab.data.features import Normalizer
+    from ctclab.emg.signal import EMGFeatureConfig
+    from ctclab.profiles import Profile
 
 
 @dataclass
@@ -124,8 +133,13 @@ def write_playback_file(
     data[layout.marker_row, starts] = np.arange(1, len(recordings) + 1)
     DataFilter.write_file(data, str(path), "w")
     script = PlaybackScript(
-        str(path), master_board, layout.sampling_rate, float(speed),
-        [text for _, text in recordings], [int(start) for start in starts], int(emg.shape[0]),
+        str(path),
+        master_board,
+        layout.sampling_rate,
+        float(speed),
+        [text for _, text in recordings],
+        [int(start) for start in starts],
+        int(emg.shape[0]),
     )
     script.save()
     return script
@@ -160,24 +174,34 @@ class StreamReport:
         processing = [1000 * window.processing_s for window in self.windows]
         latency = [1000 * window.latency_s for window in self.windows if window.latency_s is not None]
 
-        def percentile(values, q):
+        def percentile(values: list[float], q: float) -> float:
             return float(np.percentile(values, q)) if values else math.nan
 
         return {
             "windows": len(self.windows),
-            "processing ms median": percentile(processing, 50), "processing ms p95": percentile(processing, 95),
-            "latency ms median": percentile(latency, 50), "latency ms p95": percentile(latency, 95),
+            "processing ms median": percentile(processing, 50),
+            "processing ms p95": percentile(processing, 95),
+            "latency ms median": percentile(latency, 50),
+            "latency ms p95": percentile(latency, 95),
             # processing time per second of signal: below 1 keeps up with the board
             "real-time factor": sum(processing) / 1000 / self.signal_s if self.signal_s else math.nan,
-            "samples in": self.samples_in, "samples filtered": self.samples_filtered,
-            "resampled": self.samples_resampled, "decoded": self.samples_decoded, "board gaps": self.board_gaps,
-            "signal s": self.signal_s, "wall s": self.wall_s,
+            "samples in": self.samples_in,
+            "samples filtered": self.samples_filtered,
+            "resampled": self.samples_resampled,
+            "decoded": self.samples_decoded,
+            "board gaps": self.board_gaps,
+            "signal s": self.signal_s,
+            "wall s": self.wall_s,
         }
 
 
-def run_stream(session: BoardSession, decoder: WindowedDecoder, max_samples: int | None = None,
-               max_seconds: float | None = None,
-               on_window: Callable[[WindowResult], None] | None = None) -> StreamReport:
+def run_stream(
+    session: BoardSession,
+    decoder: WindowedDecoder,
+    max_samples: int | None = None,
+    max_seconds: float | None = None,
+    on_window: Callable[[WindowResult], None] | None = None,
+) -> StreamReport:
     """Drain ``session`` until ``max_samples`` board samples or ``max_seconds``, decoding live.
 
     Args:
@@ -196,20 +220,24 @@ def run_stream(session: BoardSession, decoder: WindowedDecoder, max_samples: int
         raise ValueError("give max_samples or max_seconds, or the stream never ends")
     layout = session.layout
     if session.sampling_rate != decoder.input_rate:
-        raise ValueError(f"the {session.config.label} streams at {session.sampling_rate} Hz, "
-                         f"the decoder expects {decoder.input_rate} Hz")
+        raise ValueError(
+            f"the {session.config.label} streams at {session.sampling_rate} Hz, "
+            f"the decoder expects {decoder.input_rate} Hz"
+        )
     rows = list(layout.exg_rows[: decoder.channels])
     started = last_data = time.monotonic()
     report, last_package = StreamReport(""), None
     while (max_samples is None or decoder.samples_in < max_samples) and (
-            max_seconds is None or time.monotonic() - started < max_seconds):
+        max_seconds is None or time.monotonic() - started < max_seconds
+    ):
         data = session.read()  # (num_rows, n)
         if data.shape[1] == 0:
             if time.monotonic() - last_data > decoder.config.stall_timeout_s:
                 raise BoardStalledError(
                     f"no samples from the {session.config.label} for {decoder.config.stall_timeout_s} s after "
                     f"{decoder.samples_in} samples: the buffer stays empty (board off or out of range, or the "
-                    "playback file ended)")
+                    "playback file ended)"
+                )
             time.sleep(decoder.config.poll_s)
             continue
         last_data = time.monotonic()
@@ -237,8 +265,14 @@ def print_window(result: WindowResult) -> None:
         print(f"window {result.index:3d}: {latency}processing {1000 * result.processing_s:3.0f} ms  +{result.text!r}")
 
 
-def emg_decoder(model, normalizer, feature_config, alphabet, input_rate: int,
-                config: StreamConfig | None = None) -> WindowedDecoder:
+def emg_decoder(
+    model: keras.Model,
+    normalizer: Normalizer,
+    feature_config: EMGFeatureConfig,
+    alphabet: Alphabet,
+    input_rate: int,
+    config: StreamConfig | None = None,
+) -> WindowedDecoder:
     """A WindowedDecoder for an sEMG run (e.g. ``runs.load_trained_model(run_dir)``'s four values).
 
     Args:
@@ -253,13 +287,20 @@ def emg_decoder(model, normalizer, feature_config, alphabet, input_rate: int,
     # the stream is filtered causally once; the per-window features only resample and frame
     window_features = dataclasses.replace(feature_config, mains_hz=None, highpass_hz=None)
     return WindowedDecoder(
-        model, functools.partial(emg_signal.emg_features, config=window_features), normalizer,
-        input_rate=input_rate, model_rate=int(feature_config.sample_rate), channels=feature_config.num_channels,
+        model,
+        functools.partial(emg_signal.emg_features, config=window_features),
+        normalizer,
+        input_rate=input_rate,
+        model_rate=int(feature_config.sample_rate),
+        channels=feature_config.num_channels,
         frame_hop_samples=feature_config.frame_hop_ms * feature_config.sample_rate / 1000,
-        alphabet=alphabet, config=config or StreamConfig(), signal_config=feature_config)
+        alphabet=alphabet,
+        config=config or StreamConfig(),
+        signal_config=feature_config,
+    )
 
 
-def score_playback(decoder: WindowedDecoder, script: PlaybackScript):
+def score_playback(decoder: WindowedDecoder, script: PlaybackScript) -> tuple[pd.DataFrame, float]:
     """Per-sentence transcripts of a played-back session against the sentences it holds.
 
     Returns:
@@ -269,16 +310,19 @@ def score_playback(decoder: WindowedDecoder, script: PlaybackScript):
     import pandas as pd
 
     hypotheses = decoder.split_transcript(script.starts)
-    rows = [{"reference": reference, "hypothesis": hypothesis, "CER": cer(reference, hypothesis)}
-            for reference, hypothesis in zip(script.texts, hypotheses)]
+    rows = [
+        {"reference": reference, "hypothesis": hypothesis, "CER": cer(reference, hypothesis)}
+        for reference, hypothesis in zip(script.texts, hypotheses)
+    ]
     return pd.DataFrame(rows), cer(script.texts, hypotheses)
 
 
 # ------------------------------------------------------------- the notebook's sentences and model
 
 
-def playback_recordings(corpus_root: str | Path, count: int, split: str = "test",
-                        silent: bool = False) -> list[tuple[np.ndarray, str]]:
+def playback_recordings(
+    corpus_root: str | Path, count: int, split: str = "test", silent: bool = False
+) -> list[tuple[np.ndarray, str]]:
     """The first ``count`` utterances of a Gaddy-layout corpus split: (emg (T, 8) at 1000 Hz, text).
 
     Args:
@@ -304,35 +348,57 @@ def find_emg_run(results_dir: str | Path) -> Path | None:
     return None if run is None else run.folder
 
 
-def train_fallback_emg_run(profile) -> Path:
+def train_fallback_emg_run(profile: Profile) -> Path:
     """A small sEMG model trained here when notebook 04 left no run (train_model, H3's features).
 
     Sized by ``profile`` (smoke: 1 epoch on 40 utterances); saved as
     ``<profile.results_for("emg")>/streaming_fallback``.
     """
-    from ctclab.emg import training as emg
     from ctclab.emg import corpus as emg_corpus
+    from ctclab.emg import training as emg
+    from ctclab.emg.signal import EMGFeatureConfig
     from ctclab.models.course import cnn_rnn_model
     from ctclab.training.trainer import train_model
-    from ctclab.emg.signal import EMGFeatureConfig
 
     root = emg.emg_corpus_dir(profile)
     emg_corpus.build_emg_corpus(root, profile.corpus_dir, emg_corpus.corpus_config_for(profile.name))  # cached
     descriptors = emg.gaddy_descriptor_set(root, Path(profile.results_dir) / "streaming" / "descriptors")
     config = EMGFeatureConfig()
     units = profile.pick(smoke=32, quick=128, full=200)
-    model = cnn_rnn_model(config.feature_dim, filters=units, kernel_size=5, conv_stride=2,
-                                        conv_border_mode="same", units=units, rnn_type="gru")
+    model = cnn_rnn_model(
+        config.feature_dim,
+        filters=units,
+        kernel_size=5,
+        conv_stride=2,
+        conv_border_mode="same",
+        units=units,
+        rnn_type="gru",
+    )
     train_model(
-        model, "streaming_fallback.pickle", "streaming_fallback.keras", descriptors["train"], descriptors["dev"],
-        epochs=profile.pick(smoke=1, quick=6, full=20), features=config, feature_loader=emg.EMGFeatureLoader(config),
-        results_dir=profile.results_for("emg"), limit=profile.train_limit, valid_limit=profile.valid_limit,
-        minibatch_size=profile.minibatch_size, verbose=2)
+        model,
+        "streaming_fallback.pickle",
+        "streaming_fallback.keras",
+        descriptors["train"],
+        descriptors["dev"],
+        epochs=profile.pick(smoke=1, quick=6, full=20),
+        features=config,
+        feature_loader=emg.EMGFeatureLoader(config),
+        results_dir=profile.results_for("emg"),
+        limit=profile.train_limit,
+        valid_limit=profile.valid_limit,
+        minibatch_size=profile.minibatch_size,
+        verbose=2,
+    )
     return Path(profile.results_for("emg")) / "streaming_fallback"
 
 
-def offline_transcripts(model, normalizer, feature_config, alphabet,
-                        recordings: Sequence[tuple[np.ndarray, str]]) -> list[str]:
+def offline_transcripts(
+    model: keras.Model,
+    normalizer: Normalizer,
+    feature_config: EMGFeatureConfig,
+    alphabet: Alphabet,
+    recordings: Sequence[tuple[np.ndarray, str]],
+) -> list[str]:
     """Greedy transcripts of whole recordings with the training features: the streaming upper bound."""
     from ctclab.emg import signal as emg_signal
 
@@ -346,4 +412,5 @@ def offline_transcripts(model, normalizer, feature_config, alphabet,
 def save_summary(results_dir: str | Path, summary: dict) -> Path:
     """Write the live-decoding figures beside the profile's runs (the report's table)."""
     return save_streaming_summary(
-        results_dir, {key: (round(value, 4) if isinstance(value, float) else value) for key, value in summary.items()})
+        results_dir, {key: (round(value, 4) if isinstance(value, float) else value) for key, value in summary.items()}
+    )

@@ -39,6 +39,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from brainflow.board_shim import (
@@ -50,6 +51,11 @@ from brainflow.board_shim import (
 from brainflow.data_filter import DataFilter
 from brainflow.exit_codes import BrainFlowExitCodes
 from brainflow.utils import LogLevels
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    import pandas as pd
 
 BOARDS = {
     "synthetic": BoardIds.SYNTHETIC_BOARD,
@@ -139,8 +145,11 @@ class BoardConfig:
     @property
     def label(self) -> str:
         """How messages name this board, e.g. "cyton board (/dev/ttyUSB0)"."""
-        detail = {"playback": self.playback_file, "cyton_wifi": f"{self.ip_address or 'any address'}:{self.ip_port}",
-                  **dict.fromkeys(SERIAL_BOARDS, self.serial_port)}.get(self.board, "")
+        detail = {
+            "playback": self.playback_file,
+            "cyton_wifi": f"{self.ip_address or 'any address'}:{self.ip_port}",
+            **dict.fromkeys(SERIAL_BOARDS, self.serial_port),
+        }.get(self.board, "")
         return f"{self.board} board" + (f" ({detail})" if detail else "")
 
     def input_params(self) -> BrainFlowInputParams:
@@ -191,16 +200,24 @@ class BoardLayout:
         )
 
 
-def layout_table(boards: Sequence[str] = ("synthetic", "cyton", "cyton_daisy", "cyton_wifi")):
+def layout_table(boards: Sequence[str] = ("synthetic", "cyton", "cyton_daisy", "cyton_wifi")) -> pd.DataFrame:
     """One row per board: rate and rows from BoardShim's getters, as a pandas DataFrame."""
     import pandas as pd
 
     rows = []
     for board in boards:
         layout = BoardLayout.of(board)
-        rows.append({"board": board, "id": layout.board_id, "rate (Hz)": layout.sampling_rate,
-                     "rows": layout.num_rows, "EXG rows": f"{layout.exg_rows[0]}-{layout.exg_rows[-1]}",
-                     "timestamp row": layout.timestamp_row, "marker row": layout.marker_row})
+        rows.append(
+            {
+                "board": board,
+                "id": layout.board_id,
+                "rate (Hz)": layout.sampling_rate,
+                "rows": layout.num_rows,
+                "EXG rows": f"{layout.exg_rows[0]}-{layout.exg_rows[-1]}",
+                "timestamp row": layout.timestamp_row,
+                "marker row": layout.marker_row,
+            }
+        )
     return pd.DataFrame(rows).set_index("board")
 
 
@@ -243,7 +260,9 @@ class BoardSession:
             raise
         return self
 
-    def __exit__(self, exc_type, exc_value, traceback) -> bool:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc_value: BaseException | None, traceback: TracebackType | None
+    ) -> Literal[False]:
         self._release()
         return False  # never swallow the exception (KeyboardInterrupt included)
 
@@ -381,7 +400,8 @@ def read_board_file(path: str | Path, board: str | int) -> np.ndarray:
         if len(fields) != layout.num_rows:
             raise PlaybackFileError(
                 f"{path}:{number}: {len(fields)} columns, but board {layout.board_id} "
-                f"({BoardIds(layout.board_id).name}) has {layout.num_rows} rows; BrainFlow's playback would skip this line"
+                f"({BoardIds(layout.board_id).name}) has {layout.num_rows} rows; "
+                "BrainFlow's playback would skip this line"
             )
         try:
             rows.append([float(value) for value in fields])
@@ -391,8 +411,10 @@ def read_board_file(path: str | Path, board: str | int) -> np.ndarray:
     backwards = np.flatnonzero(np.diff(data[layout.timestamp_row]) < 0)
     if backwards.size:
         later = backwards[0] + 1  # 0-based sample index; its line number is one more
-        raise PlaybackFileError(f"{path}:{later + 1}: timestamp {data[layout.timestamp_row, later]:.6f} is earlier "
-                                "than the line before (the playback board paces by timestamps)")
+        raise PlaybackFileError(
+            f"{path}:{later + 1}: timestamp {data[layout.timestamp_row, later]:.6f} is earlier "
+            "than the line before (the playback board paces by timestamps)"
+        )
     return data
 
 

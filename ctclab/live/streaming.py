@@ -32,12 +32,18 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import signal
 
-from ctclab.emg import signal as emg_signal
 from ctclab.alphabet import ENGLISH, Alphabet
+from ctclab.emg import signal as emg_signal
+
+if TYPE_CHECKING:
+    import keras
+
+    from ctclab.data.features import Normalizer
 
 
 class SampleRing:
@@ -65,7 +71,9 @@ class SampleRing:
         """Stream samples ``start .. start + length - 1`` as a (length, channels) copy."""
         capacity = self.buffer.shape[0]
         if start < self.total - capacity or start + length > self.total or length > capacity:
-            raise ValueError(f"samples {start}..{start + length} are not in the ring (has {self.total - capacity}..{self.total})")
+            raise ValueError(
+                f"samples {start}..{start + length} are not in the ring (has {self.total - capacity}..{self.total})"
+            )
         indices = np.arange(start, start + length) % capacity
         return self.buffer[indices]
 
@@ -100,7 +108,9 @@ class StreamResampler:
         self.inputs += chunk.shape[0]
         available = (self.up * self.inputs - 1) // self.down + 1  # outputs no future input changes
         offset = self.history_start * self.up // self.down  # global index of this upfirdn's output 0
-        output = signal.upfirdn(self.taps, self.history, self.up, self.down, axis=0)[self.outputs - offset : available - offset]
+        output = signal.upfirdn(self.taps, self.history, self.up, self.down, axis=0)[
+            self.outputs - offset : available - offset
+        ]
         first_new = self.outputs
         self.outputs = available
         # keep the inputs the next output needs: from (outputs*down - taps + 1) / up, aligned to down
@@ -124,8 +134,16 @@ class CausalFilter:
         highpass_order: Butterworth order (3).
     """
 
-    def __init__(self, sample_rate: float, channels: int, mains_hz: float | None = 60.0, harmonics: int = 7,
-                 notch_quality: float = 30.0, highpass_hz: float | None = 2.0, highpass_order: int = 3):
+    def __init__(
+        self,
+        sample_rate: float,
+        channels: int,
+        mains_hz: float | None = 60.0,
+        harmonics: int = 7,
+        notch_quality: float = 30.0,
+        highpass_hz: float | None = 2.0,
+        highpass_order: int = 3,
+    ):
         # the same sections the offline sEMG features run forward-backward; here forward only
         sections = [emg_signal.notch_sections(sample_rate, mains_hz, harmonics, notch_quality)] if mains_hz else []
         if highpass_hz:
@@ -153,7 +171,8 @@ class IncrementalGreedyDecoder:
 
     def __init__(self, alphabet: Alphabet = ENGLISH):
         self.alphabet, self.previous = alphabet, None
-        self.text, self.character_frames, self.frames = "", [], 0
+        self.text, self.frames = "", 0
+        self.character_frames: list[int] = []
 
     def feed(self, probabilities: np.ndarray) -> str:
         """Add (T, C) frame scores; returns the text they add."""
@@ -169,7 +188,7 @@ class IncrementalGreedyDecoder:
         return new_text
 
 
-def compiled_model_call(model, num_frames: int, feature_dim: int) -> Callable[[np.ndarray], np.ndarray]:
+def compiled_model_call(model: keras.Model, num_frames: int, feature_dim: int) -> Callable[[np.ndarray], np.ndarray]:
     """(num_frames, feature_dim) float32 -> (T', C) probabilities of a Keras model, compiled once.
 
     TensorFlow: a ``tf.function`` with a fixed input signature and XLA (``jit_compile``), which
@@ -184,14 +203,18 @@ def compiled_model_call(model, num_frames: int, feature_dim: int) -> Callable[[n
     if backend == "tensorflow":
         import tensorflow as tf
 
-        graph = tf.function(lambda x: model(x, training=False), jit_compile=True,
-                            input_signature=[tf.TensorSpec((1, num_frames, feature_dim), tf.float32)])
+        graph = tf.function(
+            lambda x: model(x, training=False),
+            jit_compile=True,
+            input_signature=[tf.TensorSpec((1, num_frames, feature_dim), tf.float32)],
+        )
     elif backend == "jax":
         import jax
 
         graph = jax.jit(lambda x: model(x, training=False))
     else:
-        def graph(x):  # other backends: eager
+
+        def graph(x: np.ndarray):  # other backends: eager
             return model(x, training=False)
 
     def call(features: np.ndarray) -> np.ndarray:
@@ -271,15 +294,29 @@ class WindowedDecoder:
         ``signal.total``, the resampler's output, once flushed); transcript; results.
     """
 
-    def __init__(self, model, feature_function: Callable[[np.ndarray], np.ndarray], normalizer,
-                 input_rate: int, model_rate: int, channels: int, frame_hop_samples: float,
-                 alphabet: Alphabet = ENGLISH, config: StreamConfig = StreamConfig(),
-                 signal_config: emg_signal.EMGFeatureConfig | None = None):
+    def __init__(
+        self,
+        model: keras.Model,
+        feature_function: Callable[[np.ndarray], np.ndarray],
+        normalizer: Normalizer,
+        input_rate: int,
+        model_rate: int,
+        channels: int,
+        frame_hop_samples: float,
+        alphabet: Alphabet = ENGLISH,
+        config: StreamConfig = StreamConfig(),
+        signal_config: emg_signal.EMGFeatureConfig | None = None,
+    ):
         def samples(ms: float) -> int:
             return round(ms * model_rate / 1000)
 
         self.model, self.feature_function, self.normalizer = model, feature_function, normalizer
-        self.input_rate, self.model_rate, self.channels, self.config = int(input_rate), int(model_rate), channels, config
+        self.input_rate, self.model_rate, self.channels, self.config = (
+            int(input_rate),
+            int(model_rate),
+            channels,
+            config,
+        )
         self.signal_config = signal_config or emg_signal.EMGFeatureConfig()
         self.hop, self.left = samples(config.hop_ms), samples(config.left_context_ms)
         self.window = self.left + self.hop + samples(config.right_context_ms)  # model-rate samples
@@ -289,8 +326,10 @@ class WindowedDecoder:
         stride = 10_000 / int(model.output_length(20_000) - model.output_length(10_000))  # frames per output
         self.unit = frame_hop_samples * stride  # model-rate samples per output frame
         if int(model.output_length(self.window_frames)) < self._frame(self.left + self.hop):
-            raise ValueError(f"right_context_ms {config.right_context_ms} is too short: the window's last "
-                             "output frames fall short of the centre (the model trims its edges)")
+            raise ValueError(
+                f"right_context_ms {config.right_context_ms} is too short: the window's last "
+                "output frames fall short of the centre (the model trims its edges)"
+            )
         self.model_call = compiled_model_call(model, self.window_frames, self.feature_dim)
         self.resampler = StreamResampler(input_rate, model_rate)
         self.filter = self._new_filter()
@@ -304,8 +343,15 @@ class WindowedDecoder:
 
     def _new_filter(self) -> CausalFilter:
         settings = self.signal_config
-        return CausalFilter(self.model_rate, self.channels, settings.mains_hz, settings.notch_harmonics,
-                            settings.notch_quality, settings.highpass_hz, settings.highpass_order)
+        return CausalFilter(
+            self.model_rate,
+            self.channels,
+            settings.mains_hz,
+            settings.notch_harmonics,
+            settings.notch_quality,
+            settings.highpass_hz,
+            settings.highpass_order,
+        )
 
     def _frame(self, offset: float) -> int:
         """First output frame of a window whose position is at or after ``offset`` samples into it."""
@@ -324,8 +370,11 @@ class WindowedDecoder:
         for start in range(0, chunk.shape[0], piece):
             part = chunk[start : start + piece]
             self.samples_in += part.shape[0]
-            self.timestamps.append(np.full((part.shape[0], 1), np.nan) if timestamps is None
-                                   else np.asarray(timestamps[start : start + piece], np.float64)[:, None])
+            self.timestamps.append(
+                np.full((part.shape[0], 1), np.nan)
+                if timestamps is None
+                else np.asarray(timestamps[start : start + piece], np.float64)[:, None]
+            )
             self.signal.append(self.filter.process(self.resampler.process(part)))
             self.samples_filtered += part.shape[0]
             while self.signal.total >= self._next_end():
@@ -392,7 +441,7 @@ class WindowedDecoder:
         """
         positions = np.concatenate(self.positions) if self.positions else np.zeros(0)
         boundaries = np.asarray(starts[1:], np.float64) * self.model_rate / self.input_rate  # model-rate samples
-        pieces = [[] for _ in starts]
+        pieces: list[list[str]] = [[] for _ in starts]
         for character, frame in zip(self.transcript, self.greedy.character_frames):
             pieces[int(np.searchsorted(boundaries, positions[frame], side="right"))].append(character)
         return [" ".join("".join(piece).split()) for piece in pieces]

@@ -9,13 +9,18 @@ plus notebook 05's live-decoding figures. Families are "course" (notebook 01), "
 
 from __future__ import annotations
 
-from ctclab.runs import Run, find_runs, load_streaming_summary
-
 import html
 import os
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ctclab.runs import Run, find_runs, load_streaming_summary
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FAMILY_TITLES = {
     "course": "Course models 0-4 (notebook 01)",
@@ -24,9 +29,12 @@ FAMILY_TITLES = {
     "emg": "sEMG models (notebook 04)",
 }
 SCORE_COLUMNS = {  # scores.json key -> results-table column
-    "wer": "WER greedy", "cer": "CER greedy",
-    "wer_beam": "WER beam", "cer_beam": "CER beam",
-    "wer_lm": "WER beam+LM", "cer_lm": "CER beam+LM",
+    "wer": "WER greedy",
+    "cer": "CER greedy",
+    "wer_beam": "WER beam",
+    "cer_beam": "CER beam",
+    "wer_lm": "WER beam+LM",
+    "cer_lm": "CER beam+LM",
 }
 
 
@@ -49,7 +57,7 @@ def profile_runs(results_dir: Path) -> list[Run]:
     return find_runs(results_dir, depth=2)
 
 
-def results_frame(results_dir: Path):
+def results_frame(results_dir: Path) -> pd.DataFrame:
     """One row per trained run: family, size, training time, best validation loss, scores.
 
     Returns:
@@ -87,11 +95,13 @@ def results_frame(results_dir: Path):
     return frame.sort_values(sort_by).drop(columns="_order").reset_index(drop=True)
 
 
-def results_html(frame) -> str:
+def results_html(frame: pd.DataFrame) -> str:
     """The results table as HTML (percentages for error rates)."""
     if frame.empty:
         return "<p>No trained models.</p>"
-    formats = {column: "{:.1%}".format for column in SCORE_COLUMNS.values() if column in frame}
+    formats: dict[str, Callable[[Any], str]] = {
+        column: "{:.1%}".format for column in SCORE_COLUMNS.values() if column in frame
+    }
     formats.update({"s/epoch": "{:.1f}".format, "best val loss": "{:.1f}".format})
     if "parameters" in frame:
         formats["parameters"] = lambda value: f"{int(value):,}" if value == value else "-"
@@ -139,7 +149,8 @@ def examples_html(results_dir: Path, per_family: int = 4) -> str:
         fused = any("beam+LM" in example for example in shown)  # LM transcripts when the run has them
         rows = "".join(
             f"<tr><td>{html.escape(example['truth'])}</td><td>{html.escape(example['prediction'])}</td>"
-            + (f"<td>{html.escape(example.get('beam+LM', ''))}</td>" if fused else "") + "</tr>"
+            + (f"<td>{html.escape(example.get('beam+LM', ''))}</td>" if fused else "")
+            + "</tr>"
             for example in shown
         )
         header = "<tr><th>truth</th><th>greedy transcript</th>" + ("<th>beam + LM</th>" if fused else "") + "</tr>"
@@ -155,11 +166,13 @@ def streaming_html(results_dir: Path) -> str:
     streaming = load_streaming_summary(results_dir)
     if not streaming:
         return "<p>No streaming run.</p>"
-    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in streaming.items())
+    rows = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in streaming.items()
+    )
     return f"<table class='streaming'>{rows}</table>"
 
 
-def _fmt(value) -> str:
+def _fmt(value: object) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
@@ -199,22 +212,32 @@ def write_index(out_dir: Path, runs: list[NotebookRun], profile: str, results_di
     for run in runs:
         name = html.escape(run.name)
         link = f'<a href="notebooks/{html.escape(run.html_path.name)}">{name}</a>' if run.html_path else name
-        status = (f'<span class="failed">failed: {html.escape(run.error)}</span>' if run.error
-                  else '<span class="cached">ok (unchanged: time of its last run)</span>' if run.cached else "ok")
+        status = (
+            f'<span class="failed">failed: {html.escape(run.error)}</span>'
+            if run.error
+            else '<span class="cached">ok (unchanged: time of its last run)</span>'
+            if run.cached
+            else "ok"
+        )
         notebook_rows.append(f"<tr><td>{link}</td><td>{run.seconds:.0f} s</td><td>{status}</td></tr>")
-    figures = "".join(
-        f'<figure><img src="{file}" alt="loss curves: {html.escape(title)}"><figcaption>{html.escape(title)}</figcaption></figure>'
-        for title, file in loss_figures(results_dir, out_dir)
-    ) or "<p>No trained models.</p>"
+    figures = (
+        "".join(
+            f'<figure><img src="{file}" alt="loss curves: {html.escape(title)}">'
+            f"<figcaption>{html.escape(title)}</figcaption></figure>"
+            for title, file in loss_figures(results_dir, out_dir)
+        )
+        or "<p>No trained models.</p>"
+    )
     env_rows = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in environment(profile, total_seconds).items()
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+        for k, v in environment(profile, total_seconds).items()
     )
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>CTC Lab report ({html.escape(profile)})</title>
 <style>{STYLE}</style></head><body>
 <h1>CTC Lab report <small>({html.escape(profile)} profile)</small></h1>
 <h2 id="notebooks">Notebooks</h2>
-<table><tr><th>notebook</th><th>time</th><th>status</th></tr>{''.join(notebook_rows)}</table>
+<table><tr><th>notebook</th><th>time</th><th>status</th></tr>{"".join(notebook_rows)}</table>
 <h2 id="loss-curves">Loss curves</h2><p>Solid: training loss; dashed: validation loss.</p>
 <div class="figures">{figures}</div>
 <h2 id="results">Results on the held-out split</h2>

@@ -1,13 +1,17 @@
-"""Plots of the course: raw audio, spectrogram / MFCC features and loss curves side by side.
-"""
+"""Plots of the course: raw audio, spectrogram / MFCC features and loss curves side by side."""
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-def plot_raw_audio(samples: np.ndarray, sample_rate: int = 16000, title: str = "Audio signal"):
+
+def plot_raw_audio(samples: np.ndarray, sample_rate: int = 16000, title: str = "Audio signal") -> Figure:
     """Waveform against time in seconds. Returns the matplotlib figure."""
     import matplotlib.pyplot as plt
 
@@ -18,7 +22,7 @@ def plot_raw_audio(samples: np.ndarray, sample_rate: int = 16000, title: str = "
     return figure
 
 
-def _plot_feature(feature: np.ndarray, title: str, ylabel: str, step_ms: float):
+def _plot_feature(feature: np.ndarray, title: str, ylabel: str, step_ms: float) -> Figure:
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(12, 4))
@@ -32,17 +36,17 @@ def _plot_feature(feature: np.ndarray, title: str, ylabel: str, step_ms: float):
     return figure
 
 
-def plot_spectrogram_feature(feature: np.ndarray, step_ms: float = 10.0):
+def plot_spectrogram_feature(feature: np.ndarray, step_ms: float = 10.0) -> Figure:
     """Heat map of a (frames, bins) spectrogram; bins run 0 Hz (bottom) to max_freq."""
     return _plot_feature(feature, "Normalized spectrogram", "frequency bin", step_ms)
 
 
-def plot_mfcc_feature(feature: np.ndarray, step_ms: float = 10.0):
+def plot_mfcc_feature(feature: np.ndarray, step_ms: float = 10.0) -> Figure:
     """Heat map of a (frames, coefficients) MFCC matrix."""
     return _plot_feature(feature, "Normalized MFCC", "coefficient", step_ms)
 
 
-def plot_loss_curves(histories: Mapping[str, Mapping[str, Sequence[float]]], title: str = "CTC loss"):
+def plot_loss_curves(histories: Mapping[str, Mapping[str, Sequence[float]]], title: str = "CTC loss") -> Figure:
     """Training and validation loss of several models in one seaborn figure.
 
     Args:
@@ -64,9 +68,7 @@ def plot_loss_curves(histories: Mapping[str, Mapping[str, Sequence[float]]], tit
     if not rows:
         raise ValueError("no loss values to plot: every history is empty")
     figure, axis = plt.subplots(figsize=(10, 5))
-    sns.lineplot(
-        data=pd.DataFrame(rows), x="epoch", y="loss", hue="model", style="split", marker="o", ax=axis
-    )
+    sns.lineplot(data=pd.DataFrame(rows), x="epoch", y="loss", hue="model", style="split", marker="o", ax=axis)
     axis.set(title=title, ylabel="CTC loss per utterance")
     axis.set_yscale("log")
     axis.xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # epochs are whole numbers

@@ -22,10 +22,15 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ctclab.paths import REPOSITORY_ROOT
 from ctclab.profiles import get_profile
 from ctclab.report.page import NotebookRun, write_index
+
+if TYPE_CHECKING:
+    from nbformat import NotebookNode
+    from playwright.sync_api import BrowserContext, Playwright
 
 ROOT = REPOSITORY_ROOT
 
@@ -53,7 +58,7 @@ BACKEND_LOG_LINE = re.compile(
 )
 
 
-def without_backend_logs(notebook):
+def without_backend_logs(notebook: NotebookNode) -> NotebookNode:
     """Drop TensorFlow's start-up log lines from a notebook's stderr outputs (other lines stay).
 
     Applied to the HTML export only; the executed .ipynb under report/notebooks keeps everything.
@@ -62,8 +67,11 @@ def without_backend_logs(notebook):
         outputs = []
         for output in cell.get("outputs", []):
             if output.get("output_type") == "stream" and output.get("name") == "stderr":
-                kept = [line for line in output["text"].splitlines(keepends=True)
-                        if not BACKEND_LOG_LINE.match(line.rstrip("\n"))]
+                kept = [
+                    line
+                    for line in output["text"].splitlines(keepends=True)
+                    if not BACKEND_LOG_LINE.match(line.rstrip("\n"))
+                ]
                 if not kept:
                     continue
                 output["text"] = "".join(kept)
@@ -84,8 +92,13 @@ def run_notebook(source: Path, profile: str, out_dir: Path, log_output: bool = F
     error = None
     try:
         papermill.execute_notebook(
-            str(source), str(executed), parameters={"PROFILE": profile}, cwd=str(ROOT), progress_bar=False,
-            kernel_name="python3", log_output=log_output,
+            str(source),
+            str(executed),
+            parameters={"PROFILE": profile},
+            cwd=str(ROOT),
+            progress_bar=False,
+            kernel_name="python3",
+            log_output=log_output,
         )
     except papermill.PapermillExecutionError as failure:
         error = f"{source.name}, cell {failure.exec_count}: {failure.ename}: {failure.evalue}"
@@ -109,7 +122,9 @@ def run_all(profile: str, out_dir: Path, force: bool = False, log_output: bool =
         html_path = notebook_dir / f"{source.stem}.html"
         stamped = stamp.read_text().split() if stamp.is_file() else []  # [digest, seconds of that run]
         if not force and html_path.is_file() and stamped[:1] == [digest]:
-            runs.append(NotebookRun(source.stem, float(stamped[1]) if len(stamped) > 1 else 0.0, html_path, cached=True))
+            runs.append(
+                NotebookRun(source.stem, float(stamped[1]) if len(stamped) > 1 else 0.0, html_path, cached=True)
+            )
             print(f"[report] {number}/{len(notebooks())} {source.name}: unchanged, kept", flush=True)
             continue
         stamp.unlink(missing_ok=True)
@@ -118,12 +133,15 @@ def run_all(profile: str, out_dir: Path, force: bool = False, log_output: bool =
         runs.append(run)
         if run.error is None:
             stamp.write_text(f"{digest}\n{run.seconds:.1f}\n")
-        print(f"[report] {number}/{len(notebooks())} {source.name}: "
-              f"{'FAILED ' + run.error if run.error else 'ok'} in {run.seconds:.0f} s", flush=True)
+        print(
+            f"[report] {number}/{len(notebooks())} {source.name}: "
+            f"{'FAILED ' + run.error if run.error else 'ok'} in {run.seconds:.0f} s",
+            flush=True,
+        )
     return runs
 
 
-def open_browser(user_data_dir: Path):
+def open_browser(user_data_dir: Path) -> tuple[Playwright, BrowserContext]:
     """A headless Debian chromium (installed by `make system-deps`) driven through playwright.
 
     Returns (playwright, context); close the context, then stop playwright. A fresh
@@ -138,8 +156,11 @@ def open_browser(user_data_dir: Path):
         raise RuntimeError("chromium is not installed: run `make setup` (it apt-get installs chromium)")
     playwright = sync_playwright().start()
     context = playwright.chromium.launch_persistent_context(
-        str(user_data_dir), executable_path=chromium, headless=True,
-        args=["--headless", "--no-sandbox", "--disable-gpu"], viewport={"width": 1280, "height": 900},
+        str(user_data_dir),
+        executable_path=chromium,
+        headless=True,
+        args=["--headless", "--no-sandbox", "--disable-gpu"],
+        viewport={"width": 1280, "height": 900},
     )
     return playwright, context
 
@@ -177,8 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.screenshot:
         print(f"[report] screenshot: {screenshot(index, Path(args.screenshot))}")
     failed = [run.name for run in runs if run.error]
-    print(f"[report] wrote {index}: {len(runs) - len(failed)}/{len(runs)} notebooks ok, "
-          f"{total / 60:.1f} min total" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    print(
+        f"[report] wrote {index}: {len(runs) - len(failed)}/{len(runs)} notebooks ok, "
+        f"{total / 60:.1f} min total" + (f"; failed: {', '.join(failed)}" if failed else "")
+    )
     return 1 if failed else 0
 
 
