@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 from typing import TypeVar
 
+from ctclab import paths
+
 T = TypeVar("T")
 
 
@@ -39,16 +41,16 @@ class Profile:
 
     @property
     def corpus_dir(self) -> str:
-        """Where this profile's speech corpus lives: data/speech for quick, data/speech_<name> else.
+        """Where this profile's speech corpus lives: <home>/data/speech for quick, data/speech_<name> else.
 
         Separate folders let a smoke run (tests, CI) leave the quick corpus in place.
         """
-        return "data/speech" if self.name == "quick" else f"data/speech_{self.name}"
+        return str(paths.data_dir("speech" if self.name == "quick" else f"speech_{self.name}"))
 
     @property
     def results_dir(self) -> str:
         """Where this profile's trained models go: results/<name>/<family>/<model>/."""
-        return f"results/{self.name}"
+        return str(paths.results_dir(self.name))
 
     def results_for(self, family: str) -> str:
         """Run folder parent for one family of models, e.g. results/quick/course.

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ctclab import paths
 from ctclab.alphabet import Alphabet, get_alphabet
 from ctclab.data.features import FEATURE_KINDS, FeatureConfig, Normalizer
 from ctclab.emg.signal import EMGFeatureConfig
@@ -244,7 +245,8 @@ def load_history(path: str | Path) -> dict:
 def load_histories(results_dir: str | Path = "results", names: Iterable[str] | None = None) -> dict[str, dict]:
     """History of every run under ``results_dir`` (or only ``names``), keyed by run name."""
     wanted = None if names is None else set(names)
-    return {run.name: run.history() for run in find_runs(results_dir) if wanted is None or run.name in wanted}
+    runs = find_runs(paths.resolve(results_dir))
+    return {run.name: run.history() for run in runs if wanted is None or run.name in wanted}
 
 
 def load_trained_model(

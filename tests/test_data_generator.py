@@ -515,7 +515,7 @@ def test_cache_entry_invalidated_when_wav_changes(tone_corpus, tmp_path, monkeyp
 
 
 def test_cache_dir_none_writes_nothing(tone_corpus, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CTCLAB_HOME", str(tmp_path))
     before = sorted(tmp_path.rglob("*"))
     gen = AudioGenerator(tone_corpus, cache_dir=None, verbose=False)
     assert sorted(tmp_path.rglob("*")) == before
@@ -595,7 +595,7 @@ def test_fit_data_advances_epochs_inside_model_fit(tmp_path):
 
 
 def test_vis_train_features(tone_corpus, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # its cache is data/features under the working folder
+    monkeypatch.setenv("CTCLAB_HOME", str(tmp_path))  # its cache is data/features under CTCLAB_HOME
     text, audio, mfcc, spectrogram, path = vis_train_features(4, "train_corpus.json", k_samples=3)
 
     wav = tmp_path / "wav" / "4.wav"
@@ -614,6 +614,6 @@ def test_vis_train_features(tone_corpus, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("index", [-1, 6, 100])
 def test_vis_train_features_index_out_of_range(tone_corpus, tmp_path, monkeypatch, index):
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CTCLAB_HOME", str(tmp_path))
     with pytest.raises(ValueError, match=f"index {index} is outside"):
         vis_train_features(index, tone_corpus)

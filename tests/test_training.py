@@ -78,7 +78,7 @@ def run(tone_corpus, tmp_path, epochs, **kwargs):
 
 
 def test_train_model_writes_history_model_and_resumes(tone_corpus, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # feature cache under tmp
+    monkeypatch.setenv("CTCLAB_HOME", str(tmp_path))  # feature cache under tmp
     history = run(tone_corpus, tmp_path, epochs=2)
     run_dir = tmp_path / "results" / "model_s"
     assert len(history["loss"]) == len(history["val_loss"]) == len(history["epoch_seconds"]) == 2
@@ -95,7 +95,7 @@ def test_train_model_writes_history_model_and_resumes(tone_corpus, tmp_path, mon
 
 
 def test_best_model_and_evaluation_agree_with_independent_decoding(tone_corpus, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CTCLAB_HOME", str(tmp_path))
     run(tone_corpus, tmp_path, epochs=1)
     run_dir = tmp_path / "results" / "model_s"
     result = evaluate_model(run_dir, tone_corpus)
@@ -113,7 +113,7 @@ def test_best_model_and_evaluation_agree_with_independent_decoding(tone_corpus, 
 
 
 def test_nan_loss_stops_with_a_clear_message(tone_corpus, tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CTCLAB_HOME", str(tmp_path))
     model = small_model()
     kernel = model.get_layer("time_dense").kernel
     kernel.assign(np.full(kernel.shape, np.nan, np.float32))

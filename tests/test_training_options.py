@@ -196,7 +196,7 @@ def test_mixed_precision_computes_in_bfloat16_keeps_softmax_float32_and_trains()
 
 @pytest.mark.slow
 def test_train_model_with_every_option(tone_corpus, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CTCLAB_HOME", str(tmp_path))
     model = small_model(161)
     before = model.get_weights()
     history = train_model(

@@ -68,7 +68,8 @@ def stub_solutions(source: str, what: str = "this exercise") -> str:
 
 def solution_texts(source: str) -> list[str]:
     """The code inside every solution region (what must not reach the learner's copy)."""
-    texts, current = [], None
+    texts: list[str] = []
+    current: list[str] | None = None
     for line in source.splitlines():
         if BEGIN.match(line):
             current = []

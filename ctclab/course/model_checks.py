@@ -242,3 +242,12 @@ def check_final_model(builder: Callable[..., keras.Model], profile: Profile, sho
 def parameter_table() -> dict[str, int]:
     """The course's published parameter counts, by model."""
     return {name: count for name, (_, _, count) in COURSE_MODELS.items()}
+
+
+def check_sample_models(module: Any, show: bool = True) -> list[CheckResult]:
+    """Every model exercise of a learner's sample_models module: cnn_output_length, then models 1-4."""
+    results = [check_cnn_output_length(module.cnn_output_length, show)]
+    for name, (builder, _, _) in COURSE_MODELS.items():
+        if name != "model_0":  # given
+            results.append(check_course_model(getattr(module, builder), name, show))
+    return results

@@ -22,7 +22,7 @@ and JSON-lines descriptors ``<split>_corpus.json`` with one object per line::
 file. The same config gives the same texts, voices, rates, pitches and wav bytes (espeak-ng and
 ``sox -R`` are deterministic); a build whose manifest matches the config returns at once.
 
-Usage: ``python corpus.py --out data/speech --profile quick`` (or ``--size 300 --seed 1``).
+Usage: ``python -m ctclab.data.corpus --out data/speech --profile quick`` (or ``--size 300 --seed 1``).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ import numpy as np
 import soundfile
 from tqdm import tqdm  # text bars: no ipywidgets needed in notebooks or exports
 
+from ctclab import paths
 from ctclab.data.descriptors import write_descriptors
 from ctclab.data.grammar import generate_texts, pick
 from ctclab.profiles import PROFILES, get_profile
@@ -247,7 +248,7 @@ def build_corpus(out_dir: str | Path = "data/speech", config: CorpusConfig = Cor
     Returns:
         Split name ("train", "valid", "test") -> path of its JSON-lines descriptor.
     """
-    out_dir = Path(out_dir)
+    out_dir = paths.resolve(out_dir)  # a relative folder is the repository's (see ctclab.paths)
     cached = _cached(out_dir, config)
     if cached is not None:
         return cached

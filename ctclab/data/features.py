@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ctclab import paths
 from ctclab.data.audio import AudioError, read_audio
 
 FEATURE_KINDS = ("spectrogram", "mfcc", "logmel")
@@ -167,7 +168,7 @@ class FeatureCache:
 
     def __init__(self, config: FeatureConfig, cache_dir: str | Path | None = "data/features"):
         self.config = config
-        self.folder = None if cache_dir is None else Path(cache_dir) / config.cache_name()
+        self.folder = None if cache_dir is None else paths.resolve(cache_dir) / config.cache_name()
 
     def _path(self, audio_path: str) -> Path:
         assert self.folder is not None  # only called with a cache folder (see get)

@@ -32,6 +32,7 @@ import keras
 import numpy as np
 from tqdm import tqdm  # text bars: no ipywidgets needed in notebooks or exports
 
+from ctclab import paths
 from ctclab.alphabet import ENGLISH, Alphabet
 from ctclab.data.audio import AudioError, read_audio
 from ctclab.data.descriptors import read_descriptors
@@ -279,7 +280,7 @@ def vis_train_features(
         (text, raw audio samples, normalized MFCC (T, 13), normalized spectrogram (T, 161),
         audio path).
     """
-    records = read_descriptors(desc_file)
+    records = read_descriptors(paths.resolve(desc_file))
     if not 0 <= index < len(records):
         raise ValueError(f"index {index} is outside {desc_file} ({len(records)} utterances)")
     record = records[index]

@@ -3,7 +3,7 @@
 Two slices: ``closed`` (dates, clock times, numbers, walking directions, playing cards: a small
 fixed vocabulary, like the closed-vocabulary condition of silent-speech data) and ``open``
 (templates filled from a few hundred names, nouns, verbs and adjectives). Every text uses only
-characters of ``char_map.ENGLISH``. corpus.py speaks these texts.
+characters of ``ctclab.alphabet.ENGLISH``. :mod:`ctclab.data.corpus` speaks these texts.
 """
 
 from __future__ import annotations
@@ -292,7 +292,7 @@ def generate_texts(
     """Draw ``num_texts`` sentences from the grammar; each has ``min_words..max_words`` words.
 
     Raises:
-        ValueError: if a sentence has a character outside ``char_map.ENGLISH`` (a grammar bug).
+        ValueError: if a sentence has a character outside ``ctclab.alphabet.ENGLISH`` (a grammar bug).
     """
     if num_texts < 0:
         raise ValueError(f"num_texts must be non-negative, got {num_texts}")

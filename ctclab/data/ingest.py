@@ -15,10 +15,10 @@ Audio whose rate differs from ``sample_rate`` is always converted (default folde
 inside it, absolute otherwise; a relative key is resolved against the descriptor's folder.
 
 Transcripts are normalized by :func:`normalize_text`; an item whose text still has a character
-outside ``char_map.ENGLISH``, whose audio is missing or unreadable, whose line is malformed, or
+outside ``ctclab.alphabet.ENGLISH``, whose audio is missing or unreadable, whose line is malformed, or
 that is longer than ``max_duration`` is skipped and reported with its file, line and reason.
 
-Usage: ``python ingest.py librispeech data/LibriSpeech/dev-clean data/dev_corpus.json``
+Usage: ``python -m ctclab.data.ingest librispeech data/LibriSpeech/dev-clean data/dev_corpus.json``
 """
 
 from __future__ import annotations
@@ -228,7 +228,7 @@ def create_desc_json(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: ``python ingest.py {librispeech,ljspeech} DIR OUT.json [options]``."""
+    """Command line: ``python -m ctclab.data.ingest {librispeech,ljspeech} DIR OUT.json [options]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("corpus", choices=CORPORA)
     parser.add_argument("data_directory")

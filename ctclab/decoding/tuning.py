@@ -83,25 +83,10 @@ def run_probabilities(
         ``output_length``; reference texts in the same order). Utterances the generator skips
         are reported by it and left out of both lists.
     """
-    from ctclab.data.generator import AudioGenerator
+    from ctclab.training.evaluation import run_generator, utterance_probabilities
 
-    model, normalizer, features, alphabet = Run(Path(run_dir)).load_model()
-    generator = AudioGenerator(
-        desc_file,
-        features=features,
-        alphabet=alphabet,
-        shuffle=False,
-        normalizer=normalizer,
-        output_length=model.output_length,
-        limit=limit,
-        feature_loader=feature_loader,
-    )
-    probabilities = []
-    for start in range(0, len(generator.texts), batch_size):
-        inputs, _ = generator.get_batch(list(range(start, min(start + batch_size, len(generator.texts)))))
-        batch = np.asarray(model.predict_on_batch(inputs["features"]), np.float32)  # (B, T', C), compiled
-        lengths = np.asarray(model.output_length(inputs["input_length"]))  # (B,)
-        probabilities += [row[: int(length)] for row, length in zip(batch, lengths)]
+    model, generator = run_generator(run_dir, desc_file, limit, verbose=True, feature_loader=feature_loader)
+    probabilities = utterance_probabilities(model, generator, batch_size)
     return probabilities, list(generator.texts)
 
 

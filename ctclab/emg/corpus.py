@@ -46,7 +46,7 @@ corpus's valid split form ``dev``, its test split (unseen voices, so unseen timi
 Every dev and test sentence is recorded both voiced and silent, so all conditions are scored on
 the same sentences; a ``silent_train_fraction`` of the training sentences is recorded silently too.
 
-Usage: ``python emg_corpus.py --profile quick`` (cached: a second run returns at once).
+Usage: ``python -m ctclab.emg.corpus --profile quick`` (cached: a second run returns at once).
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ import numpy as np
 import soundfile
 from tqdm import tqdm  # text bars: no ipywidgets needed in notebooks or exports
 
+from ctclab import paths
 from ctclab.data.descriptors import read_descriptors
 from ctclab.emg import synthesis
 from ctclab.profiles import get_profile
@@ -290,7 +291,7 @@ def corpus_config_for(profile_name: str | None = None) -> EMGCorpusConfig:
 def emg_corpus_dir(profile_name: str | None = None) -> str:
     """Where a profile's synthetic EMG corpus lives: data/emg (quick) or data/emg_<profile>."""
     name = get_profile(profile_name).name
-    return "data/emg" if name == "quick" else f"data/emg_{name}"
+    return str(paths.data_dir("emg" if name == "quick" else f"emg_{name}"))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -11,7 +11,7 @@ Silent utterances pair with voiced ones by ``(book, sentence_index)``. The synth
 **emg2qwerty typing** (``metadata.csv`` + ``<session>.hdf5``): group ``emg2qwerty`` holds the
 compound dataset ``timeseries`` with fields ``emg_left`` (16,), ``emg_right`` (16,) at 2 kHz and
 ``time`` (unix seconds), and JSON-string attributes ``keystrokes`` ([{"key", "start", "end"}],
-pynput key names) and ``prompts``. Keys map to the ``char_map.ENGLISH`` characters: letters
+pynput key names) and ``prompts``. Keys map to the ``ctclab.alphabet.ENGLISH`` characters: letters
 (lower-cased), space and apostrophe; Backspace deletes the last character when text is
 assembled; every other key (Enter, Shift, digits, punctuation) has no symbol in the alphabet and
 is dropped, and counted.

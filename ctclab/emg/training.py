@@ -4,7 +4,7 @@ EMG data reuses the speech pipeline unchanged. A descriptor line names the recor
 wav: ``{"key": ".../12_emg.npy", "duration": seconds, "text": ...}`` (plus ``silent``,
 ``session``, ``slice``, ``book``, ``sentence_index``, ``split``), and :class:`EMGFeatureLoader`
 turns a key into features, so ``train_model(..., features=EMGFeatureConfig(),
-feature_loader=EMGFeatureLoader())`` and ``train_utils.evaluate_model`` run as for audio.
+feature_loader=EMGFeatureLoader())`` and ``evaluate_model`` run as for audio.
 
 Typing (emg2qwerty) windows use keys ``<session>.hdf5#<first sample>:<end sample>``; the loader
 cuts that window out of the session and computes the log spectrogram. Seed 001 trains and
@@ -240,7 +240,7 @@ def train_windowed(
     minibatch_size: int = 32,
     **train_kwargs,
 ) -> dict:
-    """Train on typing windows with emg2qwerty's log spectrogram (train_utils.train_model underneath)."""
+    """Train on typing windows with emg2qwerty's log spectrogram (train_model underneath)."""
     from ctclab.training.trainer import train_model
 
     return train_model(
@@ -259,7 +259,7 @@ def train_windowed(
 
 
 def evaluate_windowed(run_dir: str | Path, desc_file: str | Path, limit: int | None = None) -> dict:
-    """Greedy CER / WER of a typing run on 300 ms windows (train_utils.evaluate_model underneath)."""
+    """Greedy CER / WER of a typing run on 300 ms windows (evaluate_model underneath)."""
     from ctclab.training.evaluation import evaluate_model
 
     return evaluate_model(

@@ -29,7 +29,7 @@ board silently skips a line with the wrong column count and keeps the previous v
 field it cannot parse, so :func:`read_board_file` checks every line first and names the bad one.
 It also overwrites the marker row with live ``insert_marker`` values (0 when none), so markers
 written into a playback file reach offline readers only; a live reader finds utterance starts
-by counting samples (``live_decoding.PlaybackScript``), exact because no sample is dropped.
+by counting samples (:class:`ctclab.live.decoding.PlaybackScript`), exact because no sample is dropped.
 """
 
 from __future__ import annotations
@@ -374,7 +374,7 @@ def read_board_file(path: str | Path, board: str | int) -> np.ndarray:
     """Read a BrainFlow file (tab- or comma-separated) after checking every line.
 
     Args:
-        path: a file written by ``DataFilter.write_file`` or ``live_decoding.write_playback_file``.
+        path: a file written by ``DataFilter.write_file`` or ``ctclab.live.decoding.write_playback_file``.
         board: the board whose layout the file has (the playback master board).
 
     Returns:

@@ -1,6 +1,6 @@
 """Streaming CTC decoding, chunk by chunk: resample, filter, featurize windows, decode, merge.
 
-Pure computation on (samples, channels) chunks; :mod:`live_decoding` feeds it from a BrainFlow
+Pure computation on (samples, channels) chunks; :mod:`ctclab.live.decoding` feeds it from a BrainFlow
 board (:mod:`openbci`). Per chunk:
 
 1. **Resample** board rate -> model rate with a polyphase FIR that keeps its history between
@@ -277,7 +277,7 @@ class WindowedDecoder:
         model: a trained acoustic model (features (B, T, F) -> (B, T', C), ``output_length``).
         feature_function: (samples, channels) at ``model_rate`` -> (frames, F), one frame every
             ``frame_hop_samples`` (e.g. ``functools.partial(emg_signal.emg_features, config=...)``).
-        normalizer: the training feature standardization (data_generator.Normalizer).
+        normalizer: the training feature standardization (:class:`ctclab.data.features.Normalizer`).
         input_rate: the board's sampling rate in Hz.
         model_rate: the rate the features expect in Hz (1000 for the sEMG models).
         channels: EMG channels used (the first ``channels`` EXG rows).

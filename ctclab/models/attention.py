@@ -3,7 +3,7 @@
 All three read features (B, T, F) of any ``input_dim`` and return per-frame probabilities
 (B, T', C). Attention is masked by every utterance's true length, and every convolution sees
 zeros on padded frames, so appending padding never changes the outputs on real frames (see
-model_layers: the length comes from the zero padding the data generator adds).
+ctclab.models.layers: the length comes from the zero padding the data generator adds).
 
 - :func:`transformer_ctc_model`: convolutional subsampling, absolute sinusoidal positions,
   pre-norm Transformer encoder blocks (Keras MultiHeadAttention).
@@ -51,7 +51,7 @@ def conv_subsampling(
 ) -> tuple[keras.KerasTensor, list[TimeReduction]]:
     """GELU Conv1D layers with ``kernel_size // 2`` zero frames on each side and the given strides.
 
-    Explicit padding (model_layers.padded_conv1d) keeps the real frames independent of the padding.
+    Explicit padding (:func:`ctclab.models.layers.padded_conv1d`) keeps the real frames independent of the padding.
 
     Args:
         features: (B, T, F) model input.

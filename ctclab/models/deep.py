@@ -12,10 +12,10 @@
   blocks, 3 BiGRUs of 512 and 29 outputs give the seed's 14,233,053 parameters (Keras
   ``reset_after=True`` GRUs have PyTorch's two biases per gate).
 
-Recurrent layers get the padding mask (model_layers.PaddingMask) when ``mask_padding`` is on,
+Recurrent layers get the padding mask (:class:`ctclab.models.layers.PaddingMask`) when ``mask_padding`` is on,
 so the backward direction starts at each utterance's last real frame rather than in the padding.
 Time-strided convolutions use explicit zero padding where the seeds' PyTorch code pads, so
-``output_length`` is PyTorch's formula (see model_layers.reduced_length).
+``output_length`` is PyTorch's formula (see :func:`ctclab.models.layers.reduced_length`).
 """
 
 from __future__ import annotations

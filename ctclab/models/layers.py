@@ -125,7 +125,7 @@ def padded_conv1d(
     stride > 1, which shifts every output frame when more padding is appended; here the zeros
     are explicit: "same" puts dilation*(kernel-1)//2 frames on the left and the rest on the
     right, "causal" all on the left, "valid" none. Output lengths equal
-    sample_models.cnn_output_length. Padded frames of ``x`` are re-zeroed first when earlier
+    :func:`ctclab.models.registry.cnn_output_length`. Padded frames of ``x`` are re-zeroed first when earlier
     reductions made them non-zero.
 
     Args:

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ctclab import paths
 from ctclab.paths import REPOSITORY_ROOT
 from ctclab.profiles import get_profile
 from ctclab.report.page import NotebookRun, write_index
@@ -184,7 +185,7 @@ def screenshot(index: Path, png: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the course notebooks and write report/index.html.")
     parser.add_argument("--profile", default=os.environ.get("PROFILE", "quick"), help="smoke | quick | full")
-    parser.add_argument("--out", default=str(ROOT / "report"), help="report folder")
+    parser.add_argument("--out", default=str(paths.report_dir()), help="report folder")
     parser.add_argument("--force", action="store_true", help="re-run every notebook even if unchanged")
     parser.add_argument("--log-output", action="store_true", help="stream notebook output to the terminal")
     parser.add_argument("--screenshot", metavar="PNG", help="also save a full-page screenshot of the index")
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     runs = run_all(profile.name, out_dir, args.force, args.log_output)
     total = time.perf_counter() - started
-    index = write_index(out_dir, runs, profile.name, ROOT / profile.results_dir, total)
+    index = write_index(out_dir, runs, profile.name, Path(profile.results_dir), total)
     if args.screenshot:
         print(f"[report] screenshot: {screenshot(index, Path(args.screenshot))}")
     failed = [run.name for run in runs if run.error]

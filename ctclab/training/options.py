@@ -1,4 +1,4 @@
-"""Training options for train_utils.train_model: schedules, initialization, precision, devices.
+"""Training options for ``train_model``: schedules, initialization, precision, devices.
 
 - :class:`WarmupDecay`: linear warm-up to a peak learning rate, then cosine or exponential decay
   (a ``keras.optimizers.schedules.LearningRateSchedule``).

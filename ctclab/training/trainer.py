@@ -1,6 +1,6 @@
 """CTC training for any registered acoustic model; each run's files are written through :class:`ctclab.runs.Run`.
 
-Training options (keyword arguments of ``train_model``; machinery in training_options.py):
+Training options (keyword arguments of ``train_model``; machinery in :mod:`ctclab.training.options`):
 warm-up + cosine / exponential learning-rate schedules (``schedule=OptimizerConfig(...)``),
 gradient clipping (``clipnorm`` of any Keras optimizer), an L2 penalty on kernels (``l2``),
 Xavier / Glorot re-initialization (``initializer``), SpecAugment in training only
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import keras
 import numpy as np
 
+from ctclab import paths
 from ctclab.alphabet import ENGLISH, Alphabet
 from ctclab.data.features import FeatureConfig
 from ctclab.data.generator import AudioGenerator
@@ -31,7 +32,7 @@ from ctclab.training.options import OptimizerConfig
 if TYPE_CHECKING:
     from ctclab.emg.signal import EMGFeatureConfig
 
-DEFAULT_TRAIN_JSON = "data/speech/train_corpus.json"
+DEFAULT_TRAIN_JSON = "data/speech/train_corpus.json"  # under paths.home(), like every relative default
 
 
 DEFAULT_VALID_JSON = "data/speech/valid_corpus.json"
@@ -140,7 +141,7 @@ def train_model(
     """Train an acoustic model with CTC and save its history and best weights (course name).
 
     Args:
-        input_to_softmax: an uncompiled model from sample_models.
+        input_to_softmax: an uncompiled model from a registered builder.
         pickle_path: file name of the pickled history inside the run folder.
         save_model_path: names the run: results/<stem>/ (e.g. "model_0.keras" -> results/model_0/).
         train_json, valid_json: JSON-lines descriptors.
@@ -160,11 +161,11 @@ def train_model(
         feature_loader: ``key -> (T, F)`` features for non-audio data (the sEMG path); then
             ``features`` is that loader's configuration dataclass (see AudioGenerator).
         schedule: Adam with warm-up and cosine / exponential decay over ``epochs`` (instead of
-            ``optimizer``; see training_options.OptimizerConfig).
+            ``optimizer``; see :class:`ctclab.training.options.OptimizerConfig`).
         l2: weight of an L2 penalty on every kernel, added to the loss (the thesis tried 5e-4).
         initializer: re-draw every kernel first with this Keras initializer, e.g.
             "glorot_normal" (Xavier); None keeps the builder's initialization.
-        spec_augment: a model_layers.SpecAugment applied to training batches only.
+        spec_augment: a :class:`ctclab.models.layers.SpecAugment` applied to training batches only.
         mixed_precision: True for "mixed_float16" on a GPU / "mixed_bfloat16" on a CPU, or a
             policy name; the softmax, the CTC loss and the weights stay float32.
         distribute: train data-parallel with tf.distribute.MirroredStrategy over every visible
@@ -182,7 +183,7 @@ def train_model(
         raise ValueError(f"model input_dim {input_dim} != feature_dim {features.feature_dim} of {features.kind}")
     if output_dim != alphabet.output_dim:
         raise ValueError(f"model output_dim {output_dim} != {alphabet.output_dim} outputs of {alphabet.name!r}")
-    run = Run.named(results_dir, save_model_path)
+    run = Run.named(paths.resolve(results_dir), save_model_path)
     run.start(resume)
 
     common = dict(
@@ -193,6 +194,10 @@ def train_model(
         output_length=input_to_softmax.output_length,
         feature_loader=feature_loader,
     )
+    if (
+        train_json == DEFAULT_TRAIN_JSON and valid_json == DEFAULT_VALID_JSON
+    ):  # the course call: the repository's corpus
+        train_json, valid_json = paths.resolve(train_json), paths.resolve(valid_json)
     train_gen = AudioGenerator(train_json, sort_by_duration=sort_by_duration, limit=limit, **common)
     valid_gen = AudioGenerator(valid_json, shuffle=False, normalizer=train_gen.normalizer, limit=valid_limit, **common)
     run.save_setup(train_gen.normalizer, features, alphabet, getattr(input_to_softmax, "builder_config", None))
