@@ -18,6 +18,7 @@ from ctclab.emg import corpus as emg_corpus
 from ctclab.emg import loaders as emg_loaders
 from ctclab.emg import synthesis
 from ctclab.emg.corpus import EMGCorpusConfig
+from ctclab.paths import REPOSITORY_ROOT
 
 
 @pytest.fixture(scope="module")
@@ -249,4 +250,5 @@ def test_config_and_paths_are_checked(tmp_path):
         EMGCorpusConfig(silent_train_fraction=1.5)
     with pytest.raises(ValueError, match="no built speech corpus"):
         emg_corpus.build_emg_corpus(tmp_path / "out", tmp_path / "missing")
-    assert emg_corpus.emg_corpus_dir("quick") == "data/emg" and emg_corpus.emg_corpus_dir("smoke") == "data/emg_smoke"
+    assert emg_corpus.emg_corpus_dir("quick") == str(REPOSITORY_ROOT / "data/emg")  # the repository's, from any folder
+    assert emg_corpus.emg_corpus_dir("smoke") == str(REPOSITORY_ROOT / "data/emg_smoke")

@@ -11,6 +11,8 @@ The reference code marks what a learner writes with solution regions::
 ``raise NotImplementedError``, at the region's indentation. A notebook code cell whose metadata
 holds ``{"ctclab": {"check": "<call>"}}`` is an exercise: the workspace copy gets a self-check
 cell right after it that runs ``<call>`` (e.g. ``checks.check_log_spectrogram(log_spectrogram)``).
+A markdown cell with ``{"ctclab": {"answer": true}}`` holds a question's reference answer; the
+workspace copy has an empty answer cell there instead.
 
 ``python -m ctclab.course.exercises`` writes ``exercises/`` (gitignored): every notebook with its
 solutions stubbed and its self-checks, and ``sample_models.py``, the learner's module of the
@@ -37,6 +39,7 @@ END = re.compile(r"^[ \t]*# END SOLUTION\s*$")
 EXERCISES_DIR = REPOSITORY_ROOT / "exercises"
 MANIFEST = ".generated.json"  # file -> sha256 as written, to tell a learner's edits from ours
 CHECK_IMPORTS = "from ctclab.course import checks, model_checks"
+ANSWER_PLACEHOLDER = "**Answer:** *(double-click to write your answer here)*"
 
 
 def stub_solutions(source: str, what: str = "this exercise") -> str:
@@ -97,6 +100,8 @@ def learner_notebook(notebook: dict, name: str) -> dict:
         if cell["cell_type"] == "code":
             cell["source"] = stub_solutions("".join(cell["source"]), f"{name}, cell {index}").splitlines(keepends=True)
             cell["outputs"], cell["execution_count"] = [], None
+        elif (cell.get("metadata", {}).get("ctclab") or {}).get("answer"):  # a question's reference answer
+            cell["source"] = [ANSWER_PLACEHOLDER]
         cells.append(cell)
         check = exercise_check(cell)
         if check:
