@@ -6,6 +6,11 @@ Each notebook in notebooks/ (``NN_*.ipynb``, in order) is executed with papermil
 injected into its parameters cell, and saved under report/notebooks/; each executed copy is
 exported to HTML with nbconvert. One line per notebook reports its time; a failing notebook is
 named with its failing cell, later notebooks still run, and the index lists what succeeded.
+While a notebook runs, the terminal shows one line per code cell as it starts
+(``[01_speech_features_and_rnn_models] cell 7/25``) and the cell output lines that report training
+progress (:func:`progress_line`: train_family's ``--- model_1: ...``, Keras' ``Epoch 3/12`` and
+``... loss: 85.1 - val_loss: 90.2``), each prefixed with the notebook's name; other output stays
+in the executed notebook only.
 
 Re-running is incremental: a notebook is executed again only when its inputs changed, that is
 the notebook itself, any module of the toolkit, requirements.txt, the profile, or an earlier
@@ -22,7 +27,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ctclab import paths
 from ctclab.paths import REPOSITORY_ROOT
@@ -82,13 +87,121 @@ def without_backend_logs(notebook: NotebookNode) -> NotebookNode:
     return notebook
 
 
+# Cell output lines worth showing while a notebook runs: train_family's "--- model_1: 223,829
+# parameters, 2 epochs", Keras verbose=2's "Epoch 3/12" and "50/50 - 12s - 240ms/step - loss: 85.1".
+PROGRESS_PREFIXES = ("--- ", "Epoch ")
+LINE_BREAK = re.compile(r"\r?\n")
+
+
+def progress_line(text: str) -> str | None:
+    """``text`` (one line of a cell's output) stripped, if it reports training progress, else None.
+
+    Progress is a line starting with ``--- `` (train_family's model header) or ``Epoch `` (Keras),
+    or one containing ``loss:`` (Keras' end-of-epoch summary); everything else is dropped.
+    """
+    line = text.strip()
+    if line.startswith(PROGRESS_PREFIXES) or "loss:" in line:
+        return line
+    return None
+
+
+def executes(cell: NotebookNode) -> bool:
+    """Whether nbclient will run ``cell``: a code cell with source, not tagged skip-execution."""
+    return (
+        cell.get("cell_type") == "code"
+        and bool(str(cell.get("source", "")).strip())
+        and "skip-execution" not in cell.get("metadata", {}).get("tags", [])
+    )
+
+
+def shown(line: str) -> str:
+    """What a terminal would show of ``line``: the text after its last carriage return, no backspaces."""
+    return line.rpartition("\r")[2].replace("\b", "")
+
+
+class ProgressStream:
+    """A file papermill writes one cell output stream into (``stdout_file``/``stderr_file``).
+
+    Splits what arrives into lines (a line may come in pieces) and prints the progress ones. A
+    carriage return overwrites the line as on a terminal, so a Keras ``verbose=1`` bar redrawn per
+    step shows only as it ends the line.
+    """
+
+    def __init__(self, echo: ProgressEcho) -> None:
+        self.echo = echo
+        self.partial = ""
+
+    def write(self, text: str) -> int:
+        """Take ``text`` from the kernel; print each complete line that is progress."""
+        *lines, self.partial = LINE_BREAK.split(self.partial + text)
+        for line in lines:
+            self.echo.show_if_progress(shown(line))
+        return len(text)
+
+    def flush(self) -> None:
+        """Nothing to do: an unfinished line waits for its end (or for :meth:`finish`)."""
+
+    def finish(self) -> None:
+        """Print the unfinished line if it is progress (a cell ended without a newline)."""
+        line, self.partial = self.partial, ""
+        if line:
+            self.echo.show_if_progress(shown(line))
+
+
+class ProgressEcho:
+    """What ``make report`` prints while papermill runs one notebook.
+
+    Its :meth:`notebook_start` and :meth:`cell_execute` are nbclient's ``on_notebook_start`` and
+    ``on_cell_execute`` hooks ("cell n/m" as each code cell starts); ``stdout`` and ``stderr`` are
+    the files papermill copies cell output into, and only progress lines get through them.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.cells = 0
+        self.started = 0
+        self.stdout = ProgressStream(self)
+        self.stderr = ProgressStream(self)
+
+    def say(self, text: str) -> None:
+        """Print ``text`` prefixed with the notebook's name (to the current sys.stdout)."""
+        print(f"[{self.name}] {text}", flush=True)
+
+    def show_if_progress(self, text: str) -> None:
+        """Print ``text`` if :func:`progress_line` keeps it."""
+        line = progress_line(text)
+        if line is not None:
+            self.say(line)
+
+    def finish(self) -> None:
+        """Print what the last cell left without a newline."""
+        self.stdout.finish()
+        self.stderr.finish()
+
+    def notebook_start(self, notebook: NotebookNode, **_: Any) -> None:
+        """nbclient hook: the parameterized notebook is about to run; count its code cells."""
+        self.cells = sum(1 for cell in notebook.cells if executes(cell))
+        self.started = 0
+
+    def cell_execute(self, cell: NotebookNode, cell_index: int, **_: Any) -> None:
+        """nbclient hook: a code cell is about to run; print "cell n/m"."""
+        self.finish()
+        self.started += 1
+        self.say(f"cell {self.started}/{self.cells}")
+
+
 def run_notebook(source: Path, profile: str, out_dir: Path, log_output: bool = False) -> NotebookRun:
-    """Execute ``source`` with papermill under ``profile`` and export it to HTML."""
+    """Execute ``source`` with papermill under ``profile`` and export it to HTML.
+
+    While it runs, prints "cell n/m" as each code cell starts and the cells' training progress
+    lines (see :class:`ProgressEcho`); ``log_output`` also passes every output to papermill's logger.
+    """
     import nbformat
     import papermill
     from nbconvert import HTMLExporter
 
     executed = out_dir / source.name
+    echo = ProgressEcho(source.stem)
     started = time.perf_counter()
     error = None
     try:
@@ -100,9 +213,15 @@ def run_notebook(source: Path, profile: str, out_dir: Path, log_output: bool = F
             progress_bar=False,
             kernel_name="python3",
             log_output=log_output,
+            stdout_file=echo.stdout,
+            stderr_file=echo.stderr,
+            on_notebook_start=echo.notebook_start,
+            on_cell_execute=echo.cell_execute,
         )
     except papermill.PapermillExecutionError as failure:
         error = f"{source.name}, cell {failure.exec_count}: {failure.ename}: {failure.evalue}"
+    finally:
+        echo.finish()
     seconds = time.perf_counter() - started
     html_path = None
     if executed.is_file():
