@@ -4,11 +4,14 @@ VENV    := .venv
 PYTHON  := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# jupyter refuses to start as root without --allow-root (a container's root)
+LAB_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 export KERAS_BACKEND ?= tensorflow
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
+LAB_PORT ?= 8888
 
-.PHONY: report test lint typecheck setup system-deps corpus emg-corpus benchmark clean
+.PHONY: report test lab exercises lint typecheck setup system-deps corpus emg-corpus benchmark clean
 
 ## report: the whole course under PROFILE (smoke | quick | full), written to report/index.html
 report: setup corpus emg-corpus
@@ -17,6 +20,14 @@ report: setup corpus emg-corpus
 ## test: the gates (ruff lint + format check, mypy), then the whole test suite (includes notebook smoke runs)
 test: setup lint typecheck
 	$(PYTHON) -m pytest
+
+## lab: JupyterLab on notebooks/ (no browser, 127.0.0.1, port LAB_PORT); it prints the URL to open, token included
+lab: setup
+	$(VENV)/bin/jupyter lab --no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) --ServerApp.root_dir=notebooks $(LAB_ROOT)
+
+## exercises: the learner workspace in exercises/ (the course's exercises with self-checks; open it in JupyterLab)
+exercises: setup
+	$(PYTHON) -m ctclab.course.exercises
 
 ## lint: ruff over the package, the course modules, tests, benchmarks and notebooks
 lint: setup
