@@ -21,9 +21,10 @@ report: setup corpus emg-corpus
 test: setup lint typecheck
 	$(PYTHON) -m pytest
 
-## lab: JupyterLab on notebooks/ (no browser, 127.0.0.1, port LAB_PORT); it prints the URL to open, token included
+## lab: JupyterLab on the repository (notebooks/ and exercises/; no browser, 127.0.0.1, port LAB_PORT); it prints the URL to open, token included
 lab: setup
-	$(VENV)/bin/jupyter lab --no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) --ServerApp.root_dir=notebooks $(LAB_ROOT)
+	$(VENV)/bin/jupyter lab --no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) --ServerApp.root_dir=. \
+		--LabApp.default_url=/lab/tree/notebooks $(LAB_ROOT)
 
 ## exercises: the learner workspace in exercises/ (the course's exercises with self-checks; open it in JupyterLab)
 exercises: setup
