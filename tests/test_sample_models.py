@@ -159,7 +159,7 @@ def test_a_builder_outside_the_package_is_rebuilt_from_its_module_and_never_repl
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda: build("final_model"), "unknown model builder 'final_model'"),
+        (lambda: build("no_such_model"), "unknown model builder 'no_such_model'"),
         (lambda: deep_rnn_model(13, recur_layers=0), "recur_layers must be at least 1, got 0"),
         (lambda: cnn_rnn_model(13, rnn_type="transformer"), "rnn_type must be one of"),
         (lambda: rnn_model(0), "input_dim must be positive, got 0"),
