@@ -152,7 +152,7 @@ def check_course_model(
     def body() -> str:
         reference_name, configuration, parameters = COURSE_MODELS[name]
         model = call(builder, input_dim=INPUT_DIM, **configuration)
-        _check_structure(model, name, reference_name, parameters)
+        _check_structure(model, name, reference_name, None)
         expected_types = _layer_types(_reference(reference_name)(INPUT_DIM, **configuration))
         got_types = _layer_types(model)
         if got_types != expected_types:
@@ -164,6 +164,8 @@ def check_course_model(
                 + (" and " if missing and unexpected else "")
                 + (f"has an extra {', '.join(unexpected)}" if unexpected else "")
             )
+        if model.count_params() != parameters:
+            raise Failure(_parameter_hint(model, name, parameters))
         before, after = overfit_two_utterances(call(builder, input_dim=13, **_small(configuration)), overfit_steps)
         if not after < 0.9 * before:
             raise Failure(
