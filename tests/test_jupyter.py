@@ -146,6 +146,8 @@ async def execute(connection, session: str, code: str, timeout: float = CELL_TIM
     msg_id, message = execute_request(code, session)
     await connection.write_message(json.dumps(message))
     printed = []
+    content: dict | None = None
+    idle = False
     deadline = time.monotonic() + timeout
     while True:
         remaining = deadline - time.monotonic()
@@ -165,7 +167,11 @@ async def execute(connection, session: str, code: str, timeout: float = CELL_TIM
         if msg_type == "stream":
             printed.append(reply["content"]["text"])
         elif msg_type == "execute_reply":
-            return reply["content"], "".join(printed)
+            content = reply["content"]
+        elif msg_type == "status" and reply["content"].get("execution_state") == "idle":
+            idle = True  # iopub's last word on this request: every output has arrived
+        if content is not None and idle:  # the shell reply may overtake the outputs on iopub
+            return content, "".join(printed)
 
 
 def code_cells() -> list[tuple[int, str]]:
