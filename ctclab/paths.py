@@ -3,7 +3,9 @@
 They sit in the repository (the folder above the package, as ``pip install -e .`` leaves it), so a
 notebook finds the corpus and the trained runs whatever its kernel's working directory is
 (JupyterLab starts kernels in notebooks/). ``$CTCLAB_HOME`` moves all three elsewhere (the tests
-point it at a temporary folder). Paths a user passes explicitly are used as given.
+point it at a temporary folder). Relative results and cache folders, and the course's default
+descriptor files, are taken under the home folder (:func:`resolve`); a descriptor file a user
+passes is used as given.
 """
 
 from __future__ import annotations

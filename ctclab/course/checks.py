@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ctclab.alphabet import ENGLISH
+from ctclab.decoding.greedy import collapse_path
 
 
 @dataclass(frozen=True)
@@ -162,8 +163,7 @@ def brute_force_ctc(log_probs: np.ndarray, label: Sequence[int], blank: int) -> 
     """log p(label | x): the sum over every frame-level path that collapses to ``label`` (small T only)."""
     total = -math.inf
     for path in itertools.product(range(log_probs.shape[1]), repeat=log_probs.shape[0]):
-        collapsed = [symbol for index, symbol in enumerate(path) if index == 0 or symbol != path[index - 1]]
-        if [symbol for symbol in collapsed if symbol != blank] == list(label):
+        if collapse_path(path, blank) == list(label):
             total = np.logaddexp(total, sum(log_probs[t, s] for t, s in enumerate(path)))
     return float(total)
 

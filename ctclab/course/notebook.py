@@ -65,29 +65,23 @@ def get_predictions(
     Returns:
         {"truth", "prediction", "audio_path"}.
     """
-    from ctclab.data.generator import AudioGenerator
     from ctclab.decoding.greedy import greedy_decode
     from ctclab.runs import Run
+    from ctclab.training.evaluation import scoring_generator
 
     if partition not in PARTITIONS:
         raise ValueError(f"partition must be one of {sorted(PARTITIONS)}, got {partition!r}")
     profile = profile or get_profile()
     run = Run(Path(model_path).parent)
     input_to_softmax.load_weights(model_path)
-    generator = AudioGenerator(
-        profile.descriptor(PARTITIONS[partition]),
-        features=run.features(),
-        alphabet=run.alphabet(),
-        shuffle=False,
-        normalizer=run.normalizer(),
-        output_length=input_to_softmax.output_length,
-        verbose=False,
-    )
+    generator = scoring_generator(run, input_to_softmax, profile.descriptor(PARTITIONS[partition]))
     if not 0 <= index < len(generator.texts):
         raise ValueError(f"index {index} is outside the {partition} partition ({len(generator.texts)} utterances)")
     features = generator.normalized_feature(index)[None].astype(np.float32)  # (1, T, F)
     probabilities = np.asarray(input_to_softmax.predict_on_batch(features))[0]  # (T', C)
-    prediction = greedy_decode(probabilities, int(input_to_softmax.output_length(features.shape[1])), run.alphabet())
+    prediction = greedy_decode(
+        probabilities, int(input_to_softmax.output_length(features.shape[1])), generator.alphabet
+    )
     truth, audio_path = generator.texts[index], generator.keys[index]
     if show_audio:
         from IPython.display import Audio, display

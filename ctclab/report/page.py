@@ -12,11 +12,11 @@ from __future__ import annotations
 import html
 import os
 import platform
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ctclab.report.tables import column_formats
 from ctclab.runs import Run, find_runs, load_streaming_summary
 
 if TYPE_CHECKING:
@@ -99,13 +99,7 @@ def results_html(frame: pd.DataFrame) -> str:
     """The results table as HTML (percentages for error rates)."""
     if frame.empty:
         return "<p>No trained models.</p>"
-    formats: dict[str, Callable[[Any], str]] = {
-        column: "{:.1%}".format for column in SCORE_COLUMNS.values() if column in frame
-    }
-    formats.update({"s/epoch": "{:.1f}".format, "best val loss": "{:.1f}".format})
-    if "parameters" in frame:
-        formats["parameters"] = lambda value: f"{int(value):,}" if value == value else "-"
-    return frame.to_html(index=False, formatters=formats, classes="results", na_rep="-", border=0)
+    return frame.to_html(index=False, formatters=column_formats(frame), classes="results", na_rep="-", border=0)
 
 
 def loss_figures(results_dir: Path, out_dir: Path) -> list[tuple[str, str]]:

@@ -32,9 +32,9 @@ def _parameters(value: object) -> str:
     return "-"
 
 
-def column_formats(frame: pd.DataFrame) -> dict[Any, str | Callable[[object], str] | None]:
+def column_formats(frame: pd.DataFrame) -> dict[Any, Callable[[object], str]]:
     """Column -> formatting function for the columns of ``frame`` this module knows."""
-    formats: dict[Any, str | Callable[[object], str] | None] = {}
+    formats: dict[Any, Callable[[object], str]] = {}
     for column in frame.columns:
         if is_error_rate(column):
             formats[column] = "{:.1%}".format
@@ -47,4 +47,5 @@ def column_formats(frame: pd.DataFrame) -> dict[Any, str | Callable[[object], st
 
 def styled(frame: pd.DataFrame) -> Styler:
     """``frame.style`` with :func:`column_formats` applied (what a notebook cell shows)."""
-    return frame.style.format(column_formats(frame), na_rep="-")
+    formats: dict[Any, str | Callable[[object], str] | None] = dict(column_formats(frame))  # Styler's own type
+    return frame.style.format(formats, na_rep="-")

@@ -18,6 +18,33 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+def scoring_generator(
+    run: Run,
+    model: keras.Model,
+    desc_file: str | Path,
+    limit: int | None = None,
+    verbose: bool = False,
+    feature_loader: Callable[[str], np.ndarray] | None = None,
+) -> AudioGenerator:
+    """A fixed-order generator over ``desc_file`` in ``run``'s terms, for scoring ``model``.
+
+    The generator uses the run's features, training normalizer and alphabet, and skips (and counts)
+    what the model's ``output_length`` cannot label. ``feature_loader`` is for non-audio runs (see
+    ``train_model``); the run knows its feature class.
+    """
+    return AudioGenerator(
+        desc_file,
+        features=run.features(),
+        alphabet=run.alphabet(),
+        shuffle=False,
+        normalizer=run.normalizer(),
+        output_length=model.output_length,
+        limit=limit,
+        verbose=verbose,
+        feature_loader=feature_loader,
+    )
+
+
 def run_generator(
     run_dir: str | Path,
     desc_file: str | Path,
@@ -25,25 +52,10 @@ def run_generator(
     verbose: bool = False,
     feature_loader: Callable[[str], np.ndarray] | None = None,
 ) -> tuple[keras.Model, AudioGenerator]:
-    """A trained run's model and a fixed-order generator over ``desc_file`` in the run's own terms.
-
-    The generator uses the run's features, training normalizer and alphabet, and skips (and counts)
-    what the model's ``output_length`` cannot label. ``feature_loader`` is for non-audio runs (see
-    ``train_model``); the run knows its feature class.
-    """
-    model, normalizer, features, alphabet = Run(Path(run_dir)).load_model()
-    generator = AudioGenerator(
-        desc_file,
-        features=features,
-        alphabet=alphabet,
-        shuffle=False,
-        normalizer=normalizer,
-        output_length=model.output_length,
-        limit=limit,
-        verbose=verbose,
-        feature_loader=feature_loader,
-    )
-    return model, generator
+    """A trained run's model (rebuilt, best weights) and its :func:`scoring_generator` over ``desc_file``."""
+    run = Run(Path(run_dir))
+    model = run.load_model()[0]
+    return model, scoring_generator(run, model, desc_file, limit, verbose, feature_loader)
 
 
 def utterance_probabilities(model: keras.Model, generator: AudioGenerator, batch_size: int = 32) -> list[np.ndarray]:

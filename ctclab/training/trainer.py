@@ -194,10 +194,9 @@ def train_model(
         output_length=input_to_softmax.output_length,
         feature_loader=feature_loader,
     )
-    if (
-        train_json == DEFAULT_TRAIN_JSON and valid_json == DEFAULT_VALID_JSON
-    ):  # the course call: the repository's corpus
-        train_json, valid_json = paths.resolve(train_json), paths.resolve(valid_json)
+    # the course's defaults name the repository's corpus (see ctclab.paths); other paths are used as given
+    train_json = paths.resolve(train_json) if train_json == DEFAULT_TRAIN_JSON else train_json
+    valid_json = paths.resolve(valid_json) if valid_json == DEFAULT_VALID_JSON else valid_json
     train_gen = AudioGenerator(train_json, sort_by_duration=sort_by_duration, limit=limit, **common)
     valid_gen = AudioGenerator(valid_json, shuffle=False, normalizer=train_gen.normalizer, limit=valid_limit, **common)
     run.save_setup(train_gen.normalizer, features, alphabet, getattr(input_to_softmax, "builder_config", None))
