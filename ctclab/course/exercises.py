@@ -141,6 +141,7 @@ from keras import layers
 
 from ctclab.alphabet import ENGLISH
 from ctclab.models.deep import cnn_birnn_model
+from ctclab.models.recurrent import GRU  # keras.layers.GRU (same arguments and weights), with a faster CPU loop
 from ctclab.models.registry import features_input, finish_model, model_builder, recurrent_layer, time_dense_softmax
 
 '''

@@ -5,6 +5,9 @@ Parameter parity with the course's published summaries
 TF1 GRU with one recurrent bias per gate, 3 * (input*units + units*units + units) weights.
 Keras 3's default ``reset_after=True`` (the cuDNN-compatible form) adds a second recurrent
 bias, 3 * units more per GRU; our builders default to it.
+
+``GRU`` here is :class:`ctclab.models.recurrent.GRU`: ``keras.layers.GRU`` (same arguments,
+weights and results) with a faster CPU loop; ``recurrent_layer`` picks the same fast layers.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from keras import layers
 
 from ctclab.alphabet import ENGLISH
 from ctclab.models.deep import cnn_birnn_model
+from ctclab.models.recurrent import GRU
 from ctclab.models.registry import (
     cnn_output_length,
     features_input,
@@ -28,7 +32,7 @@ from ctclab.models.registry import (
 def simple_rnn_model(input_dim: int, output_dim: int = ENGLISH.output_dim, reset_after: bool = True) -> keras.Model:
     """Model 0: one GRU with ``output_dim`` units straight into the softmax."""
     inputs = features_input(input_dim)
-    x = layers.GRU(output_dim, return_sequences=True, reset_after=reset_after, name="rnn")(inputs)
+    x = GRU(output_dim, return_sequences=True, reset_after=reset_after, name="rnn")(inputs)
     outputs = layers.Activation("softmax", name="softmax", dtype="float32")(x)
     return finish_model(inputs, outputs, "simple_rnn_model", lambda length: length)  # no layer changes time
 
@@ -44,7 +48,7 @@ def rnn_model(
     """Model 1: GRU -> batch norm -> TimeDistributed dense -> softmax."""
     # BEGIN SOLUTION: GRU(units, activation, return_sequences=True, reset_after) -> BatchNormalization -> time_dense_softmax; output_length unchanged
     inputs = features_input(input_dim)
-    x = layers.GRU(units, activation=activation, return_sequences=True, reset_after=reset_after, name="rnn")(inputs)
+    x = GRU(units, activation=activation, return_sequences=True, reset_after=reset_after, name="rnn")(inputs)
     x = layers.BatchNormalization(name="bn_rnn")(x)
     return finish_model(inputs, time_dense_softmax(x, output_dim), "rnn_model", lambda length: length)
     # END SOLUTION

@@ -318,7 +318,7 @@ def residual_cnn_bigru_model(
     for index in range(1, recur_layers + 1):
         x = layers.LayerNormalization(epsilon=1e-5, name=f"birnn_{index}_norm")(x)
         x = layers.Activation("gelu", name=f"birnn_{index}_gelu")(x)
-        gru = layers.GRU(units, return_sequences=True, reset_after=True, name=f"birnn_{index}_gru")
+        gru = recurrent_layer("gru", units, f"birnn_{index}_gru", reset_after=True)
         x = layers.Bidirectional(gru, name=f"birnn_{index}")(x, mask=mask if mask_padding else None)  # (B, T', 2 units)
         x = layers.Dropout(dropout_rate, name=f"birnn_{index}_dropout")(x)
     x = layers.Dense(units, activation="gelu", name="classifier_hidden")(x)

@@ -1,0 +1,202 @@
+"""Fast recurrent layers: Keras' GRU, LSTM and SimpleRNN with the input projection taken out of the loop.
+
+On CPU, ``keras.layers.GRU`` runs the whole cell in every time step, so each step multiplies
+one frame of the input by the input kernel, a (B, F) x (F, 3u) product too small to use the
+machine. These layers are subclasses of the Keras layers with the same weights, the same
+parameter counts, the same configuration and the same arithmetic; only ``inner_loop`` differs:
+
+1. the input projection of every frame is one large product, ``(T, B, F) x (F, 3u) + bias``;
+2. the loop (``tf.while_loop`` on TensorFlow, ``jax.lax.scan`` on JAX, compiled with the
+   training step) does only the recurrence: ``h @ recurrent_kernel`` and the gates.
+
+Masks (``mask=`` or a ``Masking`` layer), ``go_backwards`` (and so ``Bidirectional``),
+``zero_output_for_mask``, initial states, ``return_state`` and input ``dropout`` (one mask for
+all frames, as Keras' own loop uses) behave as in Keras; tests/test_recurrent.py checks outputs
+and gradients against the Keras layers on both backends. Configurations without a fast path
+(``recurrent_dropout`` while training, ``implementation=1`` with dropout, other backends) run
+Keras' own loop, so every configuration still works.
+
+A model saved with these layers records them as ``ctc_lab>GRU`` etc. (this module must be
+imported to load it: ``import ctclab.models`` does); models saved with Keras' layers still load
+as Keras' layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import keras
+from keras import layers, ops
+
+from ctclab.models.layers import PACKAGE
+
+Tensor = Any
+Step = Callable[[tuple, tuple], tuple]  # (carry, frame inputs) -> (carry, frame output)
+
+
+def _scan(step: Step, carry: tuple, xs: tuple) -> tuple[tuple, Tensor] | None:
+    """Run ``step`` over the leading (time) axis of every ``xs`` tensor: (final carry, stacked outputs).
+
+    ``step(carry, x_t)`` returns ``(carry, y_t)`` with ``y_t`` shaped like ``carry[0]``. None on a
+    backend with no compiled loop here (the caller then runs Keras' loop).
+    """
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return jax.lax.scan(step, carry, xs)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        steps = tf.shape(xs[0])[0]
+        inputs = [tf.TensorArray(x.dtype, size=steps, element_shape=x.shape[1:]).unstack(x) for x in xs]
+        outputs = tf.TensorArray(carry[0].dtype, size=steps, element_shape=carry[0].shape)
+
+        def body(time: Tensor, outputs: Any, *carry: Tensor) -> tuple:
+            new_carry, output = step(carry, tuple(array.read(time) for array in inputs))
+            return (time + 1, outputs.write(time, output), *new_carry)
+
+        final = tf.while_loop(
+            lambda time, *_: time < steps, body, (tf.constant(0), outputs, *carry), maximum_iterations=steps
+        )
+        return tuple(final[2:]), final[1].stack()
+    return None
+
+
+def _masked(mask_t: Tensor | None, new: Tensor, old: Tensor) -> Tensor:
+    """Keras' masking: ``new`` on the frames the mask keeps, ``old`` (the previous value) on the others."""
+    return new if mask_t is None else ops.where(mask_t, new, old)
+
+
+class _FastLoop:
+    """What the three layers share: the precomputed input projection, masks, direction and the loop."""
+
+    def _fast_loop(
+        self: Any,
+        sequences: Tensor,
+        initial_state: list,
+        mask: Tensor | None,
+        training: bool,
+        cell_step: Callable[[tuple, tuple], tuple[Tensor, tuple]],
+        input_bias: Tensor | None,
+        split: int | None = None,
+    ) -> tuple | None:
+        """Keras ``inner_loop``'s (last_output, outputs, states), or None when Keras' own loop must run.
+
+        ``cell_step(x_t, states) -> (output, new_states)`` is the cell with its input product already
+        applied: ``x_t`` is one frame of ``inputs @ kernel + input_bias``, as one tensor, or as two
+        (the first ``split`` columns and the rest: slicing once for all frames, not in every step).
+        """
+        cell = self.cell
+        if training and cell.recurrent_dropout > 0:
+            return None
+        if training and 0 < cell.dropout < 1:
+            if getattr(cell, "implementation", 2) == 1:
+                return None
+            # the cell's dropout mask, drawn by RNN.call before the loop: Keras applies the same one to every frame
+            sequences = sequences * ops.expand_dims(cell.get_dropout_mask(sequences[:, 0, :]), 1)
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0]
+        time_major = ops.transpose(sequences, (1, 0, 2))  # (T, B, F)
+        projected = ops.matmul(time_major, cell.kernel)  # (T, B, gates * units): every frame in one product
+        if input_bias is not None:
+            projected = projected + input_bias
+        xs: tuple = (projected,) if split is None else (projected[..., :split], projected[..., split:])
+        inputs_count = len(xs)
+        if mask is not None:
+            xs += (ops.expand_dims(ops.transpose(ops.cast(mask, "bool"), (1, 0)), -1),)  # (T, B, 1)
+        if self.go_backwards:
+            xs = tuple(ops.flip(x, axis=0) for x in xs)
+        zeros = ops.zeros_like(initial_state[0])
+
+        def step(carry: tuple, x: tuple) -> tuple:
+            previous_output, states = carry[0], carry[1:]
+            mask_t = x[inputs_count] if len(x) > inputs_count else None
+            output, new_states = cell_step(x[:inputs_count], states)
+            kept = tuple(_masked(mask_t, new, old) for new, old in zip(new_states, states, strict=True))
+            # on masked frames Keras repeats the previous output, or gives zeros with zero_output_for_mask
+            output = _masked(mask_t, output, zeros if self.zero_output_for_mask else previous_output)
+            return (output, *kept), output
+
+        result = _scan(step, (zeros, *initial_state), xs)
+        if result is None:
+            return None
+        (last_output, *states), outputs = result
+        return last_output, ops.transpose(outputs, (1, 0, 2)), list(states)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class GRU(_FastLoop, layers.GRU):
+    """``keras.layers.GRU`` (same arguments, weights and results) with the input product out of the loop."""
+
+    def inner_loop(self, sequences: Tensor, initial_state: Any, mask: Tensor | None, training: bool = False) -> Any:
+        cell, units = self.cell, self.units
+        input_bias = recurrent_bias = None
+        if cell.use_bias:
+            if cell.reset_after:
+                input_bias, recurrent_bias = cell.bias[0], cell.bias[1]
+            else:
+                input_bias = cell.bias
+        kernel_zr, kernel_h = cell.recurrent_kernel[:, : 2 * units], cell.recurrent_kernel[:, 2 * units :]
+
+        def cell_step(x: tuple, states: tuple) -> tuple[Tensor, tuple]:
+            # x: this frame's input product, (B, 2u) for z and r (one activation op for both) and (B, u) for h
+            (x_zr, x_h), h_tm1 = x, states[0]
+            if cell.reset_after:
+                inner = ops.matmul(h_tm1, cell.recurrent_kernel)
+                if recurrent_bias is not None:
+                    inner = inner + recurrent_bias
+                zr = cell.recurrent_activation(x_zr + inner[:, : 2 * units])
+                recurrent_h = zr[:, units:] * inner[:, 2 * units :]
+            else:
+                zr = cell.recurrent_activation(x_zr + ops.matmul(h_tm1, kernel_zr))
+                recurrent_h = ops.matmul(zr[:, units:] * h_tm1, kernel_h)
+            z = zr[:, :units]
+            hh = cell.activation(x_h + recurrent_h)
+            h = z * h_tm1 + (1 - z) * hh
+            return h, (h,)
+
+        states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
+        fast = self._fast_loop(sequences, states[:1], mask, training, cell_step, input_bias, split=2 * units)
+        return fast if fast is not None else super().inner_loop(sequences, initial_state, mask, training)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class LSTM(_FastLoop, layers.LSTM):
+    """``keras.layers.LSTM`` (same arguments, weights and results) with the input product out of the loop."""
+
+    def inner_loop(self, sequences: Tensor, initial_state: Any, mask: Tensor | None, training: bool = False) -> Any:
+        cell, units = self.cell, self.units
+
+        def cell_step(x: tuple, states: tuple) -> tuple[Tensor, tuple]:
+            h_tm1, c_tm1 = states
+            z = x[0] + ops.matmul(h_tm1, cell.recurrent_kernel)
+            i = cell.recurrent_activation(z[:, :units])
+            f = cell.recurrent_activation(z[:, units : 2 * units])
+            c = f * c_tm1 + i * cell.activation(z[:, 2 * units : 3 * units])
+            o = cell.recurrent_activation(z[:, 3 * units :])
+            h = o * cell.activation(c)
+            return h, (h, c)
+
+        states = list(initial_state)
+        fast = self._fast_loop(sequences, states, mask, training, cell_step, cell.bias if cell.use_bias else None)
+        return fast if fast is not None else super().inner_loop(sequences, initial_state, mask, training)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SimpleRNN(_FastLoop, layers.SimpleRNN):
+    """``keras.layers.SimpleRNN`` (same arguments, weights and results) with the input product out of the loop."""
+
+    def inner_loop(self, sequences: Tensor, initial_state: Any, mask: Tensor | None, training: bool = False) -> Any:
+        cell = self.cell
+
+        def cell_step(x: tuple, states: tuple) -> tuple[Tensor, tuple]:
+            output = x[0] + ops.matmul(states[0], cell.recurrent_kernel)
+            if cell.activation is not None:
+                output = cell.activation(output)
+            return output, (output,)
+
+        states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
+        fast = self._fast_loop(sequences, states[:1], mask, training, cell_step, cell.bias if cell.use_bias else None)
+        return fast if fast is not None else super().inner_loop(sequences, initial_state, mask, training)
