@@ -73,6 +73,7 @@ emg-corpus: setup corpus
 benchmark: setup corpus emg-corpus
 	$(PYTHON) benchmarks/train_step.py
 	$(PYTHON) benchmarks/models.py --quick
+	$(PYTHON) benchmarks/throughput.py
 	$(PYTHON) benchmarks/decode.py --profile $(PROFILE)
 	$(PYTHON) benchmarks/streaming.py --profile $(PROFILE)
 
