@@ -35,38 +35,34 @@ Tensor = Any
 Step = Callable[[tuple, tuple], tuple]  # (carry, frame inputs) -> (carry, frame output)
 
 
-def _scan(step: Step, carry: tuple, xs: tuple) -> tuple[tuple, Tensor] | None:
+LOOPS = ("tensorflow", "jax")  # the backends with a compiled loop here; others run Keras' loop
+
+
+def _scan(step: Step, carry: tuple, xs: tuple) -> tuple[tuple, Tensor]:
     """Run ``step`` over the leading (time) axis of every ``xs`` tensor: (final carry, stacked outputs).
 
-    ``step(carry, x_t)`` returns ``(carry, y_t)`` with ``y_t`` shaped like ``carry[0]``. None on a
-    backend with no compiled loop here (the caller then runs Keras' loop).
+    ``step(carry, x_t)`` returns ``(carry, y_t)`` with ``y_t`` shaped like ``carry[0]``. Runs as
+    ``jax.lax.scan`` on JAX and as a ``tf.while_loop`` over TensorArrays on TensorFlow (inside the
+    training step's tf.function, so the loop is part of the compiled graph).
     """
-    backend = keras.backend.backend()
-    if backend == "jax":
+    if keras.backend.backend() == "jax":
         import jax
 
         return jax.lax.scan(step, carry, xs)
-    if backend == "tensorflow":
-        import tensorflow as tf
+    import tensorflow as tf
 
-        steps = tf.shape(xs[0])[0]
-        inputs = [tf.TensorArray(x.dtype, size=steps, element_shape=x.shape[1:]).unstack(x) for x in xs]
-        outputs = tf.TensorArray(carry[0].dtype, size=steps, element_shape=carry[0].shape)
+    steps = tf.shape(xs[0])[0]
+    inputs = [tf.TensorArray(x.dtype, size=steps, element_shape=x.shape[1:]).unstack(x) for x in xs]
+    outputs = tf.TensorArray(carry[0].dtype, size=steps, element_shape=carry[0].shape)
 
-        def body(time: Tensor, outputs: Any, *carry: Tensor) -> tuple:
-            new_carry, output = step(carry, tuple(array.read(time) for array in inputs))
-            return (time + 1, outputs.write(time, output), *new_carry)
+    def body(time: Tensor, outputs: Any, *carry: Tensor) -> tuple:
+        new_carry, output = step(carry, tuple(array.read(time) for array in inputs))
+        return (time + 1, outputs.write(time, output), *new_carry)
 
-        final = tf.while_loop(
-            lambda time, *_: time < steps, body, (tf.constant(0), outputs, *carry), maximum_iterations=steps
-        )
-        return tuple(final[2:]), final[1].stack()
-    return None
-
-
-def _masked(mask_t: Tensor | None, new: Tensor, old: Tensor) -> Tensor:
-    """Keras' masking: ``new`` on the frames the mask keeps, ``old`` (the previous value) on the others."""
-    return new if mask_t is None else ops.where(mask_t, new, old)
+    final = tf.while_loop(
+        lambda time, *_: time < steps, body, (tf.constant(0), outputs, *carry), maximum_iterations=steps
+    )
+    return tuple(final[2:]), final[1].stack()
 
 
 class _FastLoop:
@@ -89,7 +85,7 @@ class _FastLoop:
         (the first ``split`` columns and the rest: slicing once for all frames, not in every step).
         """
         cell = self.cell
-        if training and cell.recurrent_dropout > 0:
+        if keras.backend.backend() not in LOOPS or (training and cell.recurrent_dropout > 0):
             return None
         if training and 0 < cell.dropout < 1:
             if getattr(cell, "implementation", 2) == 1:
@@ -103,27 +99,31 @@ class _FastLoop:
         if input_bias is not None:
             projected = projected + input_bias
         xs: tuple = (projected,) if split is None else (projected[..., :split], projected[..., split:])
-        inputs_count = len(xs)
         if mask is not None:
             xs += (ops.expand_dims(ops.transpose(ops.cast(mask, "bool"), (1, 0)), -1),)  # (T, B, 1)
         if self.go_backwards:
             xs = tuple(ops.flip(x, axis=0) for x in xs)
+        if mask is None:  # every frame counts: the carry is the states alone
+
+            def step(states: tuple, x: tuple) -> tuple:
+                output, new_states = cell_step(x, states)
+                return new_states, output
+
+            states, outputs = _scan(step, tuple(initial_state), xs)
+            return outputs[-1], ops.transpose(outputs, (1, 0, 2)), list(states)
+
         zeros = ops.zeros_like(initial_state[0])
 
-        def step(carry: tuple, x: tuple) -> tuple:
-            previous_output, states = carry[0], carry[1:]
-            mask_t = x[inputs_count] if len(x) > inputs_count else None
-            output, new_states = cell_step(x[:inputs_count], states)
-            kept = tuple(_masked(mask_t, new, old) for new, old in zip(new_states, states, strict=True))
+        def masked_step(carry: tuple, x: tuple) -> tuple:
+            previous_output, states, mask_t = carry[0], carry[1:], x[-1]
+            output, new_states = cell_step(x[:-1], states)
+            kept = tuple(ops.where(mask_t, new, old) for new, old in zip(new_states, states, strict=True))
             # on masked frames Keras repeats the previous output, or gives zeros with zero_output_for_mask
-            output = _masked(mask_t, output, zeros if self.zero_output_for_mask else previous_output)
+            output = ops.where(mask_t, output, zeros if self.zero_output_for_mask else previous_output)
             return (output, *kept), output
 
-        result = _scan(step, (zeros, *initial_state), xs)
-        if result is None:
-            return None
-        (last_output, *states), outputs = result
-        return last_output, ops.transpose(outputs, (1, 0, 2)), list(states)
+        (last_output, *final_states), outputs = _scan(masked_step, (zeros, *initial_state), xs)
+        return last_output, ops.transpose(outputs, (1, 0, 2)), final_states
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
