@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     import keras
     import pandas as pd
 
+    from ctclab.training.options import OptimizerConfig
+
 PROFILE_LIMIT = "profile"  # a limit of "profile" means the profile's own train_limit
 
 
@@ -38,6 +40,7 @@ def train_family(
     limit: int | str | None | Mapping[str, int | None] = PROFILE_LIMIT,
     minibatch_size: int | None = None,
     verbose: int = 2,
+    schedule: OptimizerConfig | None | Mapping[str, OptimizerConfig | None] = None,
     **train_options: Any,
 ) -> dict[str, dict]:
     """Train each model on the profile's train split (validated on its valid split) into one family.
@@ -51,6 +54,8 @@ def train_family(
             mapping from run name to one of those.
         minibatch_size: utterances per batch (default: the profile's).
         verbose: Keras progress output (2: one line per epoch, what reads well in a report).
+        schedule: the optimizer schedule (see ``train_model``) for every model, or run name -> one
+            (None: the default optimizer).
         **train_options: any other ``train_model`` keyword (features, schedule, spec_augment, ...).
 
     Returns:
@@ -73,6 +78,7 @@ def train_family(
             valid_limit=profile.valid_limit,
             results_dir=profile.results_for(family),
             verbose=verbose,
+            schedule=_per_model(schedule, name),
             **train_options,
         )
     return histories
