@@ -80,7 +80,10 @@ SMALL = {
     "residual_cnn_bigru_model": [dict(conv_filters=4, residual_blocks=1, units=8, recur_layers=2)],
     "transformer_ctc_model": [dict(model_dim=16, num_heads=2, num_blocks=2, feed_forward_dim=32, conv_strides=(2, 2))],
     "conformer_ctc_model": [dict(model_dim=16, num_heads=2, num_blocks=1, conv_kernel_size=5)],
-    "tds_mhsa_model": [dict(num_features=24, block_channels=(4, 6), kernel_size=5, attention_dim=8, num_heads=2)],
+    "tds_mhsa_model": [
+        dict(num_features=24, block_channels=(4, 6), kernel_size=5, attention_dim=8, num_heads=2),
+        dict(num_features=24, block_channels=(4,), kernel_size=5, attention_dim=8, num_heads=2, frame_stride=2),
+    ],
 }
 CASES = [(builder, arguments) for builder, variants in SMALL.items() for arguments in variants]
 CASE_IDS = [f"{builder}-{index}" for builder, variants in SMALL.items() for index in range(len(variants))]
@@ -131,6 +134,7 @@ def test_padding_never_changes_real_frames(builder, arguments):
         ("transformer_ctc_model", dict(input_dim=80, conv_strides=(2, 2)), [3, 3, 25, 26]),  # twice (T - 1) // 2 + 1
         ("conformer_ctc_model", dict(input_dim=80), [5, 6, 50, 51]),
         ("tds_mhsa_model", dict(input_dim=112), [10, 11, 100, 101]),  # "same" TDS: no frame lost
+        ("tds_mhsa_model", dict(input_dim=112, frame_stride=3), [4, 4, 34, 34]),  # (T + 4 - 5) // 3 + 1
         (
             "cnn_birnn_model",
             dict(input_dim=161, kernel_size=11, conv_stride=2, conv_border_mode="valid"),

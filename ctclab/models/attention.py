@@ -261,10 +261,14 @@ def tds_mhsa_model(
     num_heads: int = 4,
     dropout_rate: float = 0.1,
     output_dim: int = ENGLISH.output_dim,
+    frame_stride: int = 1,
 ) -> keras.Model:
     """Dense front end -> MHSA module -> padded TDS blocks -> MHSA module -> CTC softmax (seed 001).
 
-    No layer changes the frame rate, so ``output_length`` is the identity.
+    With ``frame_stride`` 1 (the seed's design) no layer changes the frame rate and
+    ``output_length`` is the identity; a larger stride replaces the Dense front end by a
+    GELU convolution of that stride (kernel ``2 * frame_stride - 1``, as :func:`conv_subsampling`),
+    so everything after it runs on a frame in ``frame_stride``: that many times cheaper.
 
     Args:
         input_dim: feature size F (any: spectrograms, 112-dim EMG features, ...).
@@ -275,8 +279,11 @@ def tds_mhsa_model(
         num_heads: attention heads; ``attention_dim`` must divide evenly among them.
         dropout_rate: dropout after the attention modules and in front of the output layer.
         output_dim: characters + blank.
+        frame_stride: input frames per encoder frame (1: the seed's full rate).
     """
     _check_odd("kernel_size", kernel_size)
+    if frame_stride < 1:
+        raise ValueError(f"frame_stride must be positive, got {frame_stride}")
     if not block_channels or any(c < 1 or num_features % c for c in block_channels):
         raise ValueError(
             f"every block channel count must divide num_features {num_features}, got {list(block_channels)}"
@@ -284,11 +291,17 @@ def tds_mhsa_model(
     if attention_dim % num_heads:
         raise ValueError(f"attention_dim {attention_dim} is not divisible by num_heads {num_heads}")
     inputs = features_input(input_dim)  # (B, T, F)
-    x = layers.Dense(num_features, activation="relu", name="input_mlp")(inputs)  # (B, T, D)
-    mask = PaddingMask(name="padding_mask")(inputs, x)  # (B, T)
+    reductions: list[TimeReduction] = []
+    if frame_stride == 1:
+        x = layers.Dense(num_features, activation="relu", name="input_mlp")(inputs)  # (B, T, D)
+    else:
+        x, reductions = conv_subsampling(inputs, num_features, (frame_stride,), 2 * frame_stride - 1)  # (B, T', D)
+    mask = PaddingMask(reductions, name="padding_mask")(inputs, x)  # (B, T')
     x = _subsampled_attention(x, mask, attention_dim, num_heads, dropout_rate, "attention_in")
     for block, channels in enumerate(block_channels, start=1):
         x = _tds_block(x, mask, channels, kernel_size, f"tds_{block}")
     x = _subsampled_attention(x, mask, attention_dim, num_heads, dropout_rate, "attention_out")
     x = layers.Dropout(dropout_rate, name="output_dropout")(x)
-    return finish_model(inputs, time_dense_softmax(x, output_dim), "tds_mhsa_model", lambda length: length)
+    return finish_model(
+        inputs, time_dense_softmax(x, output_dim), "tds_mhsa_model", lambda length: reduced_length(length, reductions)
+    )
