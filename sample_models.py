@@ -1,18 +1,19 @@
 """The course's ``sample_models``: models 0-4 and the final model's builder (course names).
 
-Owners: :mod:`ctclab.models.course` (models 0-4), :mod:`ctclab.models.deep` (the final model,
-``cnn_birnn_model``, and the other deep models), :mod:`ctclab.models.attention`, and
-:mod:`ctclab.models.registry` (``build`` by name, ``cnn_output_length``).
+Owners: :mod:`ctclab.models.course` (models 0-4 and the reference final model, built from
+:func:`ctclab.models.deep.cnn_birnn_model`), :mod:`ctclab.models.deep` (the other deep models),
+:mod:`ctclab.models.attention`, and :mod:`ctclab.models.registry` (``build`` by name,
+``cnn_output_length``).
 """
 
 from ctclab.models.course import (
     bidirectional_rnn_model,
     cnn_rnn_model,
     deep_rnn_model,
+    final_model,
     rnn_model,
     simple_rnn_model,
 )
-from ctclab.models.deep import cnn_birnn_model as final_model
 from ctclab.models.registry import build, cnn_output_length
 
 __all__ = [
