@@ -65,31 +65,35 @@ def _scan(step: Step, carry: tuple, xs: tuple) -> tuple[tuple, Tensor]:
     return tuple(final[2:]), final[1].stack()
 
 
-class _FastLoop:
-    """What the three layers share: the precomputed input projection, masks, direction and the loop."""
+class _FastLoop(layers.RNN):
+    """What the three layers share: the precomputed input projection, masks, direction and the loop.
+
+    Never used alone: ``GRU(_FastLoop, layers.GRU)`` puts the Keras layer next in the method order,
+    so ``super().inner_loop`` here is that layer's own loop.
+    """
 
     def _fast_loop(
-        self: Any,
+        self,
         sequences: Tensor,
-        initial_state: list,
+        initial_state: Any,
         mask: Tensor | None,
         training: bool,
         cell_step: Callable[[tuple, tuple], tuple[Tensor, tuple]],
         input_bias: Tensor | None,
         split: int | None = None,
-    ) -> tuple | None:
-        """Keras ``inner_loop``'s (last_output, outputs, states), or None when Keras' own loop must run.
+    ) -> Any:
+        """Keras ``inner_loop``'s (last_output, outputs, states); Keras' own loop where there is no fast path.
 
         ``cell_step(x_t, states) -> (output, new_states)`` is the cell with its input product already
         applied: ``x_t`` is one frame of ``inputs @ kernel + input_bias``, as one tensor, or as two
         (the first ``split`` columns and the rest: slicing once for all frames, not in every step).
         """
         cell = self.cell
-        if keras.backend.backend() not in LOOPS or (training and cell.recurrent_dropout > 0):
-            return None
+        keras_loop = keras.backend.backend() not in LOOPS or (training and cell.recurrent_dropout > 0)
+        if keras_loop or (training and 0 < cell.dropout < 1 and getattr(cell, "implementation", 2) == 1):
+            return super().inner_loop(sequences, initial_state, mask, training)
+        states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
         if training and 0 < cell.dropout < 1:
-            if getattr(cell, "implementation", 2) == 1:
-                return None
             # the cell's dropout mask, drawn by RNN.call before the loop: Keras applies the same one to every frame
             sequences = sequences * ops.expand_dims(cell.get_dropout_mask(sequences[:, 0, :]), 1)
         if isinstance(mask, (list, tuple)):
@@ -109,20 +113,20 @@ class _FastLoop:
                 output, new_states = cell_step(x, states)
                 return new_states, output
 
-            states, outputs = _scan(step, tuple(initial_state), xs)
-            return outputs[-1], ops.transpose(outputs, (1, 0, 2)), list(states)
+            last_states, outputs = _scan(step, tuple(states), xs)
+            return outputs[-1], ops.transpose(outputs, (1, 0, 2)), list(last_states)
 
-        zeros = ops.zeros_like(initial_state[0])
+        zeros = ops.zeros_like(states[0])
 
         def masked_step(carry: tuple, x: tuple) -> tuple:
-            previous_output, states, mask_t = carry[0], carry[1:], x[-1]
-            output, new_states = cell_step(x[:-1], states)
-            kept = tuple(ops.where(mask_t, new, old) for new, old in zip(new_states, states, strict=True))
+            previous_output, carried, mask_t = carry[0], carry[1:], x[-1]
+            output, new_states = cell_step(x[:-1], carried)
+            kept = tuple(ops.where(mask_t, new, old) for new, old in zip(new_states, carried, strict=True))
             # on masked frames Keras repeats the previous output, or gives zeros with zero_output_for_mask
             output = ops.where(mask_t, output, zeros if self.zero_output_for_mask else previous_output)
             return (output, *kept), output
 
-        (last_output, *final_states), outputs = _scan(masked_step, (zeros, *initial_state), xs)
+        (last_output, *final_states), outputs = _scan(masked_step, (zeros, *states), xs)
         return last_output, ops.transpose(outputs, (1, 0, 2)), final_states
 
 
@@ -157,9 +161,7 @@ class GRU(_FastLoop, layers.GRU):
             h = z * h_tm1 + (1 - z) * hh
             return h, (h,)
 
-        states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
-        fast = self._fast_loop(sequences, states[:1], mask, training, cell_step, input_bias, split=2 * units)
-        return fast if fast is not None else super().inner_loop(sequences, initial_state, mask, training)
+        return self._fast_loop(sequences, initial_state, mask, training, cell_step, input_bias, split=2 * units)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -179,9 +181,9 @@ class LSTM(_FastLoop, layers.LSTM):
             h = o * cell.activation(c)
             return h, (h, c)
 
-        states = list(initial_state)
-        fast = self._fast_loop(sequences, states, mask, training, cell_step, cell.bias if cell.use_bias else None)
-        return fast if fast is not None else super().inner_loop(sequences, initial_state, mask, training)
+        return self._fast_loop(
+            sequences, initial_state, mask, training, cell_step, cell.bias if cell.use_bias else None
+        )
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -197,6 +199,6 @@ class SimpleRNN(_FastLoop, layers.SimpleRNN):
                 output = cell.activation(output)
             return output, (output,)
 
-        states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
-        fast = self._fast_loop(sequences, states[:1], mask, training, cell_step, cell.bias if cell.use_bias else None)
-        return fast if fast is not None else super().inner_loop(sequences, initial_state, mask, training)
+        return self._fast_loop(
+            sequences, initial_state, mask, training, cell_step, cell.bias if cell.use_bias else None
+        )
