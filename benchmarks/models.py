@@ -186,6 +186,16 @@ def print_table(rows: list[dict]) -> None:
     print(table.to_string(float_format="{:.3f}".format))
 
 
+def sizing_arguments(options) -> list[str]:
+    """The batch, length, step and model options as command-line arguments, for a run in a subprocess."""
+    return [
+        f"--batch={options.batch}",
+        f"--seconds={options.seconds}",
+        f"--steps={options.steps}",
+        f"--warmup={options.warmup}",
+    ] + (["--models", *options.models] if options.models else [])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--backend", choices=["tensorflow", "jax", "both"], default="both")
@@ -199,12 +209,7 @@ def main() -> None:
     if options.quick:
         options.batch, options.seconds, options.steps = 8, 2.0, 3
     cores = pin_to_two_cores()
-    passed = [
-        f"--batch={options.batch}",
-        f"--seconds={options.seconds}",
-        f"--steps={options.steps}",
-        f"--warmup={options.warmup}",
-    ] + (["--models", *options.models] if options.models else [])
+    passed = sizing_arguments(options)
     if options.backend == "both":
         print(f"pinned to cores {cores}; batch {options.batch} x {options.seconds} s, median of {options.steps} steps")
         rows = run_subprocess("tensorflow", passed) + run_subprocess("jax", passed)

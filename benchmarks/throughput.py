@@ -66,7 +66,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from models import MODELS, fixed_batch, pin_to_two_cores
+from models import MODELS, fixed_batch, pin_to_two_cores, sizing_arguments
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 INPUT_DIM = 161
@@ -422,12 +422,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", choices=LABELS, help="labels to run (default all)")
     options = parser.parse_args()
     if options.backend == "both":
-        passed = [
-            f"--batch={options.batch}",
-            f"--seconds={options.seconds}",
-            f"--steps={options.steps}",
-            f"--warmup={options.warmup}",
-        ] + (["--models", *options.models] if options.models else [])
+        passed = sizing_arguments(options)
         for backend in ("tensorflow", "jax"):
             print(f"\n=== {backend} ===", flush=True)
             subprocess.run([sys.executable, __file__, *passed, "--backend", backend], cwd=REPOSITORY_ROOT, check=False)
