@@ -577,8 +577,8 @@ def test_fit_data_advances_epochs_inside_model_fit(tmp_path):
     gen = build(make_corpus(tmp_path, SCRAMBLED), tmp_path, minibatch_size=2, sort_by_duration=True)
     served = []
     original_get_batch = gen.get_batch
-    gen.get_batch = lambda indices: (
-        served.append((gen.epoch, [gen.texts[i] for i in indices])) or original_get_batch(indices)
+    gen.get_batch = lambda indices, epoch=None: (
+        served.append((gen.epoch, [gen.texts[i] for i in indices])) or original_get_batch(indices, epoch)
     )
     model = Probe()
     model.compile(optimizer="sgd")

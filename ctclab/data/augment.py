@@ -1,0 +1,464 @@
+"""Acoustic augmentation of 16 kHz float32 waveforms: noise, reverberation, speed, gain, telephone band.
+
+Every transformation is a pure function of its inputs (the random parts take a numpy
+``Generator``); :class:`Augmenter` draws which ones to apply and with what parameters from one
+:class:`AugmentConfig`, in this order (the order a recording chain applies them):
+
+1. **speed** ``s`` in [0.9, 1.1]: the clip is resampled as if it had been recorded at
+   ``s * sample_rate`` (Kaldi's / sox's ``speed``): duration times 1/s, every frequency (pitch and
+   formants) times s. The number of feature frames changes with it.
+2. **reverberation**: convolution with a synthetic room impulse response (see
+   :func:`room_impulse_response`), random RT60 and direct-to-reverberant ratio; the direct path
+   is at lag 0, so the speech does not move in time and the clip keeps its length.
+3. **additive noise** at a random SNR (power over the whole clip): white, pink (1/f power,
+   -3 dB per octave) or babble (a sum of a few other utterances).
+4. **telephone band**: 300-3400 Hz Butterworth band-pass, optionally through an 8 kHz round trip.
+5. **gain** in dB.
+
+Clipping is never applied. After the last step, a clip whose peak exceeds 1.0 is scaled as a
+whole so its peak is ``max_peak`` (0.99): this is one more gain change, so SNR, DRR and the
+spectral shape are unchanged, and the output is always finite and inside [-1, 1].
+
+:func:`write_augmented_split` writes a fixed noisy + reverberant copy of a split (wav files plus a
+descriptor file) to score a model on; :func:`augmentation_example` returns one clip before / after.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import soundfile
+from scipy import signal
+
+from ctclab.data.audio import read_audio
+from ctclab.data.descriptors import read_descriptors, write_descriptors
+
+NOISE_TYPES = ("white", "pink", "babble")
+SPEED_STEPS = 100  # speed factors are drawn in steps of 1/100 and resampled by 100 / round(100 s)
+DECAY_60_DB = 3.0 * math.log(10.0)  # energy exp(-2 a t) is 60 dB down at t = T when a = 3 ln(10) / T
+
+
+# ----------------------------------------------------------------------------- noise
+
+
+def power(samples: np.ndarray) -> float:
+    """Mean square of ``samples`` (float64), the power SNRs are defined with."""
+    return float(np.mean(np.square(samples, dtype=np.float64)))
+
+
+def white_noise(num_samples: int, rng: np.random.Generator) -> np.ndarray:
+    """(num_samples,) Gaussian white noise of unit power, float32."""
+    return rng.standard_normal(num_samples).astype(np.float32)
+
+
+def pink_noise(num_samples: int, rng: np.random.Generator) -> np.ndarray:
+    """(num_samples,) pink noise of unit power, float32: power spectral density proportional to 1/f.
+
+    White Gaussian noise is shaped in the frequency domain: every rfft bin is divided by sqrt(f),
+    so the density falls 10 log10(2) = 3.01 dB per octave; the DC bin is zeroed.
+    """
+    spectrum = np.fft.rfft(rng.standard_normal(num_samples))
+    frequencies = np.fft.rfftfreq(num_samples)  # cycles per sample; only the shape matters
+    spectrum[0] = 0.0
+    spectrum[1:] /= np.sqrt(frequencies[1:])
+    noise = np.fft.irfft(spectrum, num_samples)
+    return (noise / math.sqrt(power(noise))).astype(np.float32)
+
+
+def babble_noise(
+    num_samples: int, pool: Sequence[np.ndarray], rng: np.random.Generator, speakers: int = 4
+) -> np.ndarray:
+    """(num_samples,) babble of unit power: ``speakers`` clips from ``pool`` summed, float32.
+
+    Each clip is drawn at random (with replacement when the pool is small), looped to
+    ``num_samples`` from a random starting point and scaled to unit power before summing, so no
+    single talker dominates.
+    """
+    if not pool:
+        raise ValueError("babble noise needs at least one waveform in its pool")
+    babble = np.zeros(num_samples, np.float64)
+    for choice in rng.integers(len(pool), size=speakers):
+        talker = np.asarray(pool[choice], np.float64)
+        looped = np.resize(np.roll(talker, -int(rng.integers(talker.shape[0]))), num_samples)
+        babble += looped / math.sqrt(max(power(looped), 1e-20))
+    return (babble / math.sqrt(max(power(babble), 1e-20))).astype(np.float32)
+
+
+def add_noise(samples: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """``samples`` plus ``noise`` scaled so that 10 log10(P_signal / P_noise) = ``snr_db``.
+
+    Args:
+        samples: (N,) clean signal.
+        noise: (N,) noise of any power (not silent).
+        snr_db: signal-to-noise ratio in dB, both powers over the whole clip.
+
+    Returns:
+        (N,) float32 mixture.
+    """
+    if samples.shape != noise.shape:
+        raise ValueError(f"signal {samples.shape} and noise {noise.shape} differ in shape")
+    signal_power, noise_power = power(samples), power(noise)
+    if signal_power == 0.0 or noise_power == 0.0:
+        raise ValueError(f"cannot set an SNR with a silent signal or noise (powers {signal_power}, {noise_power})")
+    scale = math.sqrt(signal_power / (noise_power * 10.0 ** (snr_db / 10.0)))
+    return (samples + scale * noise).astype(np.float32)
+
+
+# ----------------------------------------------------------------------- reverberation
+
+
+def room_impulse_response(
+    rt60_s: float, drr_db: float, rng: np.random.Generator, sample_rate: int = 16000, predelay_ms: float = 2.0
+) -> np.ndarray:
+    """A synthetic room impulse response: a direct impulse plus exponentially decaying noise.
+
+    Construction (Polack's statistical model of a diffuse late field): Gaussian noise times the
+    envelope exp(-a t), a = 3 ln(10) / RT60, so the tail's energy exp(-2 a t) falls 60 dB in
+    RT60 seconds (what Schroeder backward integration measures). The tail starts ``predelay_ms``
+    after the direct path (the first reflections arrive after the direct sound) and lasts RT60
+    seconds (its energy is then 60 dB down). The direct path is a unit impulse at lag 0 (no
+    delay, so the speech stays aligned with its frames), and the tail is scaled so that
+    10 log10(direct energy / tail energy) = ``drr_db``. Not modelled: frequency-dependent decay,
+    discrete early reflections.
+
+    Args:
+        rt60_s: reverberation time in seconds.
+        drr_db: direct-to-reverberant energy ratio in dB.
+        rng: draws the tail's noise.
+        sample_rate: in Hz.
+        predelay_ms: gap between the direct path and the tail, in milliseconds.
+
+    Returns:
+        (round(rt60_s * sample_rate),) float32 impulse response, h[0] = 1.
+    """
+    if rt60_s <= 0:
+        raise ValueError(f"rt60_s must be positive, got {rt60_s}")
+    length = max(int(round(rt60_s * sample_rate)), 2)
+    time = np.arange(length) / sample_rate
+    tail = rng.standard_normal(length) * np.exp(-DECAY_60_DB / rt60_s * time)
+    tail[: max(1, int(round(predelay_ms * sample_rate / 1000)))] = 0.0
+    tail *= math.sqrt(10.0 ** (-drr_db / 10.0) / np.sum(tail**2))
+    tail[0] = 1.0  # the direct path
+    return tail.astype(np.float32)
+
+
+def reverberate(samples: np.ndarray, impulse_response: np.ndarray) -> np.ndarray:
+    """(N,) ``samples`` convolved with ``impulse_response``, cut to N samples (the tail past the end dropped)."""
+    return signal.fftconvolve(samples, impulse_response)[: samples.shape[0]].astype(np.float32)
+
+
+# ------------------------------------------------------------------- speed, band, gain
+
+
+def speed_perturb(samples: np.ndarray, factor: float) -> np.ndarray:
+    """Play ``samples`` ``factor`` times as fast: resampled by 1 / factor (duration / factor, pitch * factor).
+
+    The factor is rounded to a multiple of 1/100 and the clip is resampled by the rational
+    100 / round(100 factor) with scipy's polyphase filter (anti-aliased), like sox's ``speed``.
+
+    Returns:
+        (ceil(N * 100 / round(100 factor)),) float32.
+    """
+    steps = int(round(factor * SPEED_STEPS))
+    if steps <= 0:
+        raise ValueError(f"speed factor must be positive, got {factor}")
+    divisor = math.gcd(SPEED_STEPS, steps)
+    return signal.resample_poly(samples, SPEED_STEPS // divisor, steps // divisor).astype(np.float32)
+
+
+def telephone_band(
+    samples: np.ndarray,
+    sample_rate: int = 16000,
+    band_hz: tuple[float, float] = (300.0, 3400.0),
+    order: int = 4,
+    narrowband: bool = True,
+) -> np.ndarray:
+    """Telephone bandwidth: an optional 8 kHz round trip, then a zero-phase Butterworth band-pass.
+
+    The band-pass runs forwards and backwards (``sosfiltfilt``): no delay, and twice the
+    attenuation of one pass (an order-``order`` band-pass design, applied twice).
+
+    Args:
+        samples: (N,) audio at ``sample_rate``.
+        band_hz: pass band edges in Hz.
+        order: Butterworth order of the design.
+        narrowband: first resample to 8 kHz and back (anti-aliased), as a narrowband codec path.
+
+    Returns:
+        (N,) float32.
+    """
+    output = np.asarray(samples, np.float64)
+    if narrowband and sample_rate != 8000:
+        output = signal.resample_poly(signal.resample_poly(output, 8000, sample_rate), sample_rate, 8000)
+        output = np.pad(output, (0, max(0, samples.shape[0] - output.shape[0])))[: samples.shape[0]]
+    sections = signal.butter(order, band_hz, btype="bandpass", fs=sample_rate, output="sos")
+    return signal.sosfiltfilt(sections, output).astype(np.float32)
+
+
+def apply_gain(samples: np.ndarray, gain_db: float) -> np.ndarray:
+    """``samples`` times 10 ** (gain_db / 20), float32."""
+    return (samples * 10.0 ** (gain_db / 20.0)).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- augmenter
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Which augmentations to draw and from what ranges; ranges are (low, high), drawn uniformly.
+
+    Each transformation has a switch and a probability per clip. The defaults are chosen to
+    cover the conditions of the held-out noisy + reverberant split (and real recordings) without
+    drowning the clean training signal: about half the clips stay clean of noise, most rooms are
+    small to medium. They come from common recipes (Kaldi's 0.9-1.1 speed perturbation, MUSAN-
+    style 5-20 dB noise, Ko et al. 2017's simulated rooms), not from a tuning run here.
+
+    Attributes:
+        speed: speed perturbation on / off.
+        speed_probability: share of clips sped up or slowed down.
+        speed_range: speed factors (0.9-1.1, Kaldi's; steps of 0.01).
+        reverb: reverberation on / off.
+        reverb_probability: share of clips reverberated.
+        rt60_range_s: reverberation time in seconds (0.2 s a furnished office, 0.8 s a hall).
+        drr_range_db: direct-to-reverberant ratio in dB (0 dB: as much echo as direct sound).
+        noise: additive noise on / off.
+        noise_probability: share of clips given noise.
+        noise_types: drawn with equal chance; "babble" needs other waveforms (else pink is used).
+        snr_range_db: signal-to-noise ratio in dB (5 dB is hard but intelligible).
+        babble_speakers: (fewest, most) talkers summed into babble.
+        telephone: telephone band on / off.
+        telephone_probability: share of clips band-limited.
+        telephone_band_hz: pass band (300-3400 Hz, the classic telephone channel).
+        narrowband: the telephone path resamples through 8 kHz first.
+        gain: gain on / off.
+        gain_probability: share of clips given a gain.
+        gain_range_db: gain in dB (recording levels differ; louder clips are scaled back, see max_peak).
+        max_peak: a clip whose peak would exceed 1.0 is scaled to this peak instead of clipped.
+    """
+
+    speed: bool = True
+    speed_probability: float = 0.5
+    speed_range: tuple[float, float] = (0.9, 1.1)
+    reverb: bool = True
+    reverb_probability: float = 0.4
+    rt60_range_s: tuple[float, float] = (0.2, 0.8)
+    drr_range_db: tuple[float, float] = (0.0, 12.0)
+    noise: bool = True
+    noise_probability: float = 0.5
+    noise_types: tuple[str, ...] = NOISE_TYPES
+    snr_range_db: tuple[float, float] = (5.0, 25.0)
+    babble_speakers: tuple[int, int] = (3, 6)
+    telephone: bool = True
+    telephone_probability: float = 0.1
+    telephone_band_hz: tuple[float, float] = (300.0, 3400.0)
+    narrowband: bool = True
+    gain: bool = True
+    gain_probability: float = 1.0
+    gain_range_db: tuple[float, float] = (-12.0, 6.0)
+    max_peak: float = 0.99
+
+    def __post_init__(self) -> None:
+        unknown = set(self.noise_types) - set(NOISE_TYPES)
+        if unknown or not self.noise_types:
+            raise ValueError(f"noise_types must be a non-empty subset of {NOISE_TYPES}, got {self.noise_types}")
+        for name in ("speed", "reverb", "noise", "telephone", "gain"):
+            probability = getattr(self, f"{name}_probability")
+            if not 0.0 <= probability <= 1.0:
+                raise ValueError(f"{name}_probability must be in [0, 1], got {probability}")
+        if self.speed_range[0] <= 0 or self.rt60_range_s[0] <= 0 or self.babble_speakers[0] < 1:
+            raise ValueError(
+                f"need positive speeds, RT60s and talkers: {self.speed_range}, {self.rt60_range_s}, {self.babble_speakers}"
+            )
+        if not 0.0 < self.max_peak <= 1.0:
+            raise ValueError(f"max_peak must be in (0, 1], got {self.max_peak}")
+
+    @classmethod
+    def disabled(cls, **enabled: object) -> AugmentConfig:
+        """Every switch off, then ``enabled`` (e.g. ``AugmentConfig.disabled(noise=True)``)."""
+        return replace(cls(speed=False, reverb=False, noise=False, telephone=False, gain=False), **enabled)  # type: ignore[arg-type]
+
+
+# the held-out noisy + reverberant split: every clip gets a room and noise, nothing else
+NOISY_REVERBERANT = AugmentConfig.disabled(
+    reverb=True, reverb_probability=1.0, rt60_range_s=(0.3, 0.9), drr_range_db=(0.0, 10.0),
+    noise=True, noise_probability=1.0, snr_range_db=(5.0, 20.0),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """What one draw applied; None for a step that was off or not drawn."""
+
+    speed: float | None = None
+    rt60_s: float | None = None
+    drr_db: float | None = None
+    noise_type: str | None = None
+    snr_db: float | None = None
+    telephone: bool = False
+    gain_db: float = 0.0  # the gain applied, the peak limiter's included
+
+    def as_record(self) -> dict:
+        """JSON-ready dict, floats rounded to 3 decimals."""
+        return {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
+class Augmenter:
+    """Draws and applies the augmentations of an :class:`AugmentConfig` to one clip at a time.
+
+    Args:
+        config: switches, probabilities and ranges.
+        babble_pool: waveforms babble is made from (e.g. the training clips); may be empty.
+        sample_rate: of every waveform, in Hz.
+    """
+
+    def __init__(self, config: AugmentConfig, babble_pool: Sequence[np.ndarray] = (), sample_rate: int = 16000):
+        self.config, self.babble_pool, self.sample_rate = config, babble_pool, sample_rate
+
+    def __call__(self, samples: np.ndarray, rng: np.random.Generator, exclude: int | None = None) -> np.ndarray:
+        return self.apply(samples, rng, exclude)[0]
+
+    def apply(
+        self, samples: np.ndarray, rng: np.random.Generator, exclude: int | None = None
+    ) -> tuple[np.ndarray, AugmentParams]:
+        """Augment one clip.
+
+        Each step draws from its own child of ``rng`` (``rng.spawn``), so switching one step off
+        leaves the others' draws unchanged; the same ``rng`` state gives the same output.
+
+        Args:
+            samples: (N,) float32 in [-1, 1], finite.
+            rng: the source of every random choice.
+            exclude: index of ``samples`` in the babble pool, never used in its own babble.
+
+        Returns:
+            ((N',) float32 in [-1, 1], the parameters drawn); N' = N unless the speed changed.
+        """
+        if not np.all(np.isfinite(samples)):
+            raise ValueError("cannot augment a clip with non-finite samples")
+        config = self.config
+        speed_rng, reverb_rng, noise_rng, telephone_rng, gain_rng = rng.spawn(5)
+        output, params = np.asarray(samples, np.float32), AugmentParams()
+        if config.speed and speed_rng.random() < config.speed_probability:
+            factor = round(float(speed_rng.uniform(*config.speed_range)) * SPEED_STEPS) / SPEED_STEPS
+            if factor != 1.0:
+                output, params = speed_perturb(output, factor), replace(params, speed=factor)
+        if config.reverb and reverb_rng.random() < config.reverb_probability:
+            rt60, drr = float(reverb_rng.uniform(*config.rt60_range_s)), float(reverb_rng.uniform(*config.drr_range_db))
+            impulse_response = room_impulse_response(rt60, drr, reverb_rng, self.sample_rate)
+            output, params = reverberate(output, impulse_response), replace(params, rt60_s=rt60, drr_db=drr)
+        if config.noise and noise_rng.random() < config.noise_probability and power(output) > 0:
+            kind = config.noise_types[int(noise_rng.integers(len(config.noise_types)))]
+            snr = float(noise_rng.uniform(*config.snr_range_db))
+            noise, kind = self._noise(kind, output.shape[0], noise_rng, exclude)
+            output, params = add_noise(output, noise, snr), replace(params, noise_type=kind, snr_db=snr)
+        if config.telephone and telephone_rng.random() < config.telephone_probability:
+            output = telephone_band(output, self.sample_rate, config.telephone_band_hz, narrowband=config.narrowband)
+            params = replace(params, telephone=True)
+        gain_db = 0.0
+        if config.gain and gain_rng.random() < config.gain_probability:
+            gain_db = float(gain_rng.uniform(*config.gain_range_db))
+            output = apply_gain(output, gain_db)
+        peak = float(np.max(np.abs(output), initial=0.0))
+        if peak > 1.0:  # scale, never clip: a gain change keeps SNR, DRR and spectral shape
+            output = (output * (config.max_peak / peak)).astype(np.float32)
+            gain_db += 20.0 * math.log10(config.max_peak / peak)
+        assert np.all(np.isfinite(output)) and np.max(np.abs(output), initial=0.0) <= 1.0
+        return output, replace(params, gain_db=gain_db)
+
+    def _noise(
+        self, kind: str, num_samples: int, rng: np.random.Generator, exclude: int | None
+    ) -> tuple[np.ndarray, str]:
+        """(noise of ``kind``, the kind used): babble without other waveforms falls back to pink."""
+        if kind == "babble":
+            others = [w for i, w in enumerate(self.babble_pool) if i != exclude]
+            if others:
+                low, high = self.config.babble_speakers
+                return babble_noise(num_samples, others, rng, int(rng.integers(low, high + 1))), kind
+            kind = "pink"
+        return (white_noise if kind == "white" else pink_noise)(num_samples, rng), kind
+
+
+# ------------------------------------------------------------------- splits and examples
+
+
+def write_augmented_split(
+    desc_in: str | Path,
+    out_dir: str | Path,
+    config: AugmentConfig = NOISY_REVERBERANT,
+    seed: int = 0,
+    sample_rate: int = 16000,
+) -> Path:
+    """Write an augmented copy of a split: ``out_dir/wav/<n>.wav`` and ``out_dir/<desc_in's name>``.
+
+    Utterance n is augmented with ``np.random.default_rng((seed, n))``, so the same seed gives
+    the same noise types, SNRs and rooms per utterance, whatever else changes; babble is made
+    from the split's other utterances. Each descriptor line keeps the input's fields and adds
+    ``source`` (the clean file) and ``augmentation`` (the drawn parameters). A copy whose
+    ``manifest.json`` matches (input descriptor, config, seed) is returned as it is.
+
+    Args:
+        desc_in: descriptor file of the clean split (e.g. data/speech/test_corpus.json).
+        out_dir: folder of the augmented copy.
+        config: what to apply (every clip reverberated and noisy by default).
+        seed: fixes every draw.
+        sample_rate: of the audio, in Hz.
+
+    Returns:
+        The augmented descriptor file (keys relative to ``out_dir``).
+    """
+    desc_in, out_dir = Path(desc_in), Path(out_dir)
+    desc_out = out_dir / desc_in.name
+    identity = {
+        "descriptor": hashlib.sha1(desc_in.read_bytes()).hexdigest(),
+        "config": json.loads(json.dumps(asdict(config))),
+        "seed": seed,
+    }
+    manifest = out_dir / "manifest.json"
+    if desc_out.is_file() and manifest.is_file() and json.loads(manifest.read_text()) == identity:
+        return desc_out
+    records = read_descriptors(desc_in)
+    clips = [read_audio(record["key"], sample_rate) for record in records]
+    augmenter = Augmenter(config, clips, sample_rate)
+    (out_dir / "wav").mkdir(parents=True, exist_ok=True)
+    written = []
+    for index, (record, clip) in enumerate(zip(records, clips)):
+        augmented, params = augmenter.apply(clip, np.random.default_rng((seed, index)), exclude=index)
+        key = f"wav/{index:06d}.wav"
+        soundfile.write(str(out_dir / key), augmented, sample_rate, subtype="PCM_16")
+        written.append(
+            dict(
+                record,
+                key=key,
+                duration=round(augmented.shape[0] / sample_rate, 4),
+                source=record["key"],
+                augmentation=params.as_record(),
+            )
+        )
+    write_descriptors(written, desc_out)
+    manifest.write_text(json.dumps(identity, indent=1))
+    return desc_out
+
+
+def augmentation_example(
+    desc_file: str | Path, index: int = 0, config: AugmentConfig = NOISY_REVERBERANT, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, AugmentParams]:
+    """Utterance ``index`` of ``desc_file`` before and after one draw of ``config``.
+
+    Babble comes from the file's other utterances (at most 50 of them are read).
+
+    Returns:
+        (clean (N,), augmented (N',), the parameters drawn), float32 at 16 kHz.
+    """
+    records = read_descriptors(desc_file)
+    if not 0 <= index < len(records):
+        raise ValueError(f"index {index} is outside {desc_file} ({len(records)} utterances)")
+    clean = read_audio(records[index]["key"])
+    pool = [read_audio(r["key"]) for i, r in enumerate(records[:50]) if i != index]
+    augmented, params = Augmenter(config, pool).apply(clean, np.random.default_rng(seed))
+    return clean, augmented, params
