@@ -155,12 +155,38 @@ def featurize(samples: np.ndarray, config: FeatureConfig) -> np.ndarray:
     return FEATURE_FUNCTIONS[config.kind](samples, config)
 
 
+def check_finite(feature: np.ndarray, source: str | Path, kind: str) -> np.ndarray:
+    """``feature`` itself if every value is finite; ValueError naming ``source`` otherwise.
+
+    Args:
+        feature: (T, F) features.
+        source: the file (or file and piece) they were computed from, for the message.
+        kind: the feature kind, for the message.
+    """
+    bad = int(feature.size - np.count_nonzero(np.isfinite(feature)))
+    if bad:
+        frames = int(np.count_nonzero(~np.isfinite(feature).all(axis=1)))
+        raise ValueError(
+            f"{source}: non-finite {kind} features: {bad} of {feature.size} values "
+            f"({frames} of {feature.shape[0]} frames)"
+        )
+    return feature
+
+
 def featurize_file(path: str | Path, config: FeatureConfig) -> np.ndarray:
-    """Read ``path`` (checked by :func:`read_audio`) and compute its features."""
+    """Read ``path`` (checked by :func:`read_audio`) and compute its features.
+
+    Returns:
+        (num_frames, config.feature_dim) float32.
+
+    Raises:
+        AudioError: for bad audio (see :func:`read_audio`) or a clip shorter than one window.
+        ValueError: when the features come out NaN or infinite (the message names the file).
+    """
     samples = read_audio(path, config.sample_rate)
     if samples.shape[0] < config.window_samples:
         raise AudioError(f"{path}: {samples.shape[0]} samples is shorter than one analysis window")
-    return featurize(samples, config)
+    return check_finite(featurize(samples, config), path, config.kind)
 
 
 class FeatureCache:
@@ -177,14 +203,14 @@ class FeatureCache:
         return self.folder / f"{hashlib.sha1(identity.encode()).hexdigest()}.npy"
 
     def get(self, audio_path: str) -> np.ndarray:
-        """(T, F) features of ``audio_path``; raises AudioError for bad audio."""
+        """(T, F) features of ``audio_path``; AudioError for bad audio, ValueError for non-finite features."""
         if not Path(audio_path).is_file():
             raise AudioError(f"{audio_path}: audio file does not exist")
         if self.folder is None:
             return featurize_file(audio_path, self.config)
         path = self._path(audio_path)
-        if path.is_file():
-            return np.load(path)
+        if path.is_file():  # checked again: a cache written before the check may hold NaN
+            return check_finite(np.load(path), audio_path, self.config.kind)
         feature = featurize_file(audio_path, self.config)
         self.folder.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(".tmp.npy")

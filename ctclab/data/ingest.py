@@ -24,7 +24,6 @@ Usage: ``python -m ctclab.data.ingest librispeech data/LibriSpeech/dev-clean dat
 from __future__ import annotations
 
 import argparse
-import math
 import re
 import unicodedata
 from collections import Counter
@@ -33,11 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import scipy.signal
 import soundfile
 from tqdm import tqdm  # text bars: no ipywidgets needed in notebooks or exports
 
 from ctclab.alphabet import ENGLISH
+from ctclab.data.audio import AudioError, load_any_audio
 from ctclab.data.descriptors import write_descriptors
 
 CORPORA = ("librispeech", "ljspeech")
@@ -139,12 +138,12 @@ def _ljspeech_items(data_directory: Path, report: IngestReport) -> Iterator[tupl
 
 
 def convert_audio(source: Path, target: Path, sample_rate: int) -> None:
-    """Write ``source`` as mono 16-bit wav at ``sample_rate`` (polyphase resampling) to ``target``."""
-    samples, source_rate = soundfile.read(str(source), dtype="float32", always_2d=True)  # (T, channels)
-    samples = samples.mean(axis=1)  # (T,) mono
-    if source_rate != sample_rate:
-        divisor = math.gcd(sample_rate, source_rate)  # 16000 / 22050 -> up 320, down 441
-        samples = scipy.signal.resample_poly(samples, sample_rate // divisor, source_rate // divisor)
+    """Write ``source`` as mono 16-bit wav at ``sample_rate`` to ``target``.
+
+    Read, mixed and resampled by :func:`ctclab.data.audio.load_any_audio` (AudioError for an
+    unreadable, empty, non-finite or silent file).
+    """
+    samples = load_any_audio(source, sample_rate)  # (T,) mono at sample_rate
     target.parent.mkdir(parents=True, exist_ok=True)
     soundfile.write(str(target), np.clip(samples, -1.0, 1.0), sample_rate, subtype="PCM_16")
 
@@ -203,6 +202,9 @@ def ingest(
                 audio, info = target, soundfile.info(str(target))
         except RuntimeError as error:  # soundfile's errors for unreadable or corrupt audio
             report.skip(where, f"unreadable audio: {audio.name} ({error})")
+            continue
+        except AudioError as error:  # from the conversion: empty, non-finite or silent audio
+            report.skip(where, f"bad audio: {error}")
             continue
         if max_duration is not None and info.duration > max_duration:
             report.skip(where, f"too long: {info.duration:.2f} s > max_duration {max_duration} s")

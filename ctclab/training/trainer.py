@@ -93,21 +93,57 @@ class BestModelSaver(keras.callbacks.Callback):
 
 
 class StopOnNaN(keras.callbacks.Callback):
-    """Stops training at the first non-finite loss with a message saying what to try."""
+    """Stops training at the first non-finite loss and says what was non-finite and what was checked.
 
-    def __init__(self) -> None:
+    Checked at the stop, cheaply: the training features the generator holds, its normalization
+    statistics and the model's weights. Nothing else is known (the gradients are not kept), so
+    the message names no cause it did not check.
+
+    Args:
+        generator: the training generator (its keys, features and normalizer are checked);
+            None checks only the weights.
+    """
+
+    def __init__(self, generator: AudioGenerator | None = None) -> None:
         super().__init__()
+        self.generator = generator
+        self.epoch = 0
         self.message: str | None = None
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch = epoch
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         loss = (logs or {}).get("loss")
         if loss is not None and not np.isfinite(loss):
+            checks = " ".join([self._input_check(), self._weight_check()])
             self.message = (
-                f"training stopped: the loss became {loss} at batch {batch}. Gradients exploded; "
-                "lower the learning rate, tighten clipnorm, or use GRU/LSTM instead of SimpleRNN."
+                f"training stopped: the loss became {loss} at epoch {self.epoch + 1}, batch {batch}. {checks} "
+                "The gradients were not checked. If the inputs are finite, lower the learning rate or "
+                "tighten clipnorm and see whether the loss stays finite."
             )
             print(self.message)
             self.model.stop_training = True
+
+    def _input_check(self) -> str:
+        if self.generator is None:
+            return "The inputs were not checked."
+        keys, feats, normalizer = self.generator.keys, self.generator.feats, self.generator.normalizer
+        bad = [key for key, feature in zip(keys, feats) if not np.isfinite(feature).all()]
+        statistics = (
+            "finite" if np.isfinite(normalizer.mean).all() and np.isfinite(normalizer.std).all() else "NOT finite"
+        )
+        named = f": {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}" if bad else ""
+        return (
+            f"Inputs checked: {len(bad)} of {len(keys)} training utterances have non-finite features{named}; "
+            f"the normalization mean / std are {statistics}."
+        )
+
+    def _weight_check(self) -> str:
+        weights = self.model.weights
+        bad = [weight.path for weight in weights if not np.isfinite(keras.ops.convert_to_numpy(weight)).all()]
+        named = f" ({', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''})" if bad else ""
+        return f"Weights checked: {len(bad)} of {len(weights)} weight tensors hold non-finite values{named}."
 
 
 def train_model(
@@ -204,7 +240,7 @@ def train_model(
     if initializer:
         training_options.initialize_kernels(input_to_softmax, initializer)
     history_logger = HistoryLogger(run, pickle_path)
-    stop_on_nan = StopOnNaN()
+    stop_on_nan = StopOnNaN(train_gen)
     with training_options.training_scope(input_to_softmax, policy, distribute) as (model, strategy):
         augment = SpecAugment.from_config(spec_augment.get_config()) if spec_augment else None  # made in scope
         trainer = CTCTrainer(model, alphabet.blank_index, l2=l2, augment=augment)
