@@ -3,6 +3,7 @@ PROFILE ?= quick
 VENV    := .venv
 PYTHON  := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
+KERNELS := ctclab/models/kernels/build/.built
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # jupyter refuses to start as root without --allow-root (a container's root)
 LAB_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
@@ -39,8 +40,8 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
-## setup: system packages and the virtual environment (idempotent)
-setup: system-deps $(STAMP)
+## setup: system packages, the virtual environment and the compiled GRU op (idempotent)
+setup: system-deps $(STAMP) $(KERNELS)
 
 system-deps:
 	@if command -v espeak-ng >/dev/null && command -v flite >/dev/null && command -v text2wave >/dev/null \
@@ -63,6 +64,11 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	$(PYTHON) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	$(PYTHON) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
+
+# the GRU recurrence as one TensorFlow CPU op, compiled for this machine (ctclab/models/fused.py)
+$(KERNELS): $(STAMP) ctclab/models/kernels/gru_sequence.cc ctclab/models/fused.py
+	$(PYTHON) -m ctclab.models.kernels
+	@touch $(KERNELS)
 
 ## corpus: the embedded speech corpus for PROFILE (data/speech for quick; cached)
 corpus: setup

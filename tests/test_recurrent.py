@@ -15,7 +15,7 @@ from conftest import run_check_script
 from keras import layers
 
 import ctclab.models  # noqa: F401  (registers the builders)
-from ctclab.models import recurrent
+from ctclab.models import fused, recurrent
 from ctclab.models.registry import build
 
 TOLERANCE = 1e-5
@@ -56,6 +56,57 @@ def test_keras_loop_runs_only_where_there_is_no_fast_path(monkeypatch, arguments
     layer = recurrent.GRU(4, return_sequences=True, **arguments)
     layer(np.ones((2, 3, 5), "float32"), training=training)
     assert bool(calls) == keras_loop
+
+
+FUSED_CASES = [  # (arguments, mask, training, fused): the compiled op runs unmasked, sigmoid gates, tanh/relu/linear
+    ({"reset_after": False}, False, False, True),
+    ({"activation": "relu", "go_backwards": True}, False, False, True),
+    ({"dropout": 0.3}, False, True, True),
+    ({}, True, False, False),
+    ({"recurrent_activation": "hard_sigmoid"}, False, False, False),
+    ({"activation": "softsign"}, False, False, False),
+]
+
+
+@pytest.mark.parametrize(("arguments", "masked", "training", "expected"), FUSED_CASES)
+def test_the_compiled_op_runs_where_it_applies(monkeypatch, arguments, masked, training, expected):
+    calls = []
+    compiled = fused.gru_sequence
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return compiled(*args, **kwargs)
+
+    monkeypatch.setattr(fused, "gru_sequence", spy)
+    x, mask, _ = recurrent_check.batch()
+    recurrent.GRU(4, return_sequences=True, **arguments)(x, mask=mask if masked else None, training=training)
+    assert bool(calls) == expected
+
+
+@pytest.mark.parametrize("reset_after", [False, True])
+def test_compiled_op_equals_keras_over_uneven_shards_with_initial_state(reset_after):
+    """Batch 9 on 2 threads is cut into shards of 5 and 4 rows; the initial state's gradient is checked too."""
+    import tensorflow as tf
+
+    assert fused.available(), "the compiled GRU op is not built: run `make setup`"
+    rng = np.random.default_rng(5)
+    x = tf.constant(rng.standard_normal((9, 11, 6)).astype("float32"))
+    h0 = tf.constant(rng.standard_normal((9, 7)).astype("float32"))
+    weights = tf.constant(rng.standard_normal((9, 11, 7)).astype("float32"))
+    results = []
+    for module in (layers, recurrent):
+        layer = module.GRU(7, return_sequences=True, return_state=True, reset_after=reset_after)
+        layer.build((None, None, 6))
+        layer.set_weights(
+            [np.random.default_rng(6).normal(0, 0.4, w.shape).astype("float32") for w in layer.get_weights()]
+        )
+        with tf.GradientTape() as tape:
+            tape.watch([x, h0])
+            outputs, state = layer(x, initial_state=h0)
+            loss = tf.reduce_sum(outputs * weights) + tf.reduce_sum(state * weights[:, 0])
+        results.append([outputs, state, *tape.gradient(loss, [x, h0, *layer.trainable_variables])])
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=TOLERANCE)
 
 
 def test_initial_state_and_return_state_as_keras():

@@ -29,6 +29,7 @@ from typing import Any
 import keras
 from keras import layers, ops
 
+from ctclab.models import fused
 from ctclab.models.layers import PACKAGE
 
 Tensor = Any
@@ -65,12 +66,27 @@ def _scan(step: Step, carry: tuple, xs: tuple) -> tuple[tuple, Tensor]:
     return tuple(final[2:]), final[1].stack()
 
 
+def _state_list(initial_state: Any) -> list:
+    return list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
+
+
 class _FastLoop(layers.RNN):
     """What the three layers share: the precomputed input projection, masks, direction and the loop.
 
     Never used alone: ``GRU(_FastLoop, layers.GRU)`` puts the Keras layer next in the method order,
     so ``super().inner_loop`` here is that layer's own loop.
     """
+
+    def _projected(self, sequences: Tensor, training: bool, input_bias: Tensor | None) -> Tensor:
+        """Every frame's input product, time-major (T, B, gates * units), in processing order."""
+        cell = self.cell
+        if training and 0 < cell.dropout < 1:
+            # the cell's dropout mask, drawn by RNN.call before the loop: Keras applies the same one to every frame
+            sequences = sequences * ops.expand_dims(cell.get_dropout_mask(sequences[:, 0, :]), 1)
+        projected = ops.matmul(ops.transpose(sequences, (1, 0, 2)), cell.kernel)  # every frame in one product
+        if input_bias is not None:
+            projected = projected + input_bias
+        return ops.flip(projected, axis=0) if self.go_backwards else projected
 
     def _fast_loop(
         self,
@@ -92,21 +108,14 @@ class _FastLoop(layers.RNN):
         keras_loop = keras.backend.backend() not in LOOPS or (training and cell.recurrent_dropout > 0)
         if keras_loop or (training and 0 < cell.dropout < 1 and getattr(cell, "implementation", 2) == 1):
             return super().inner_loop(sequences, initial_state, mask, training)
-        states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
-        if training and 0 < cell.dropout < 1:
-            # the cell's dropout mask, drawn by RNN.call before the loop: Keras applies the same one to every frame
-            sequences = sequences * ops.expand_dims(cell.get_dropout_mask(sequences[:, 0, :]), 1)
+        states = _state_list(initial_state)
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
-        time_major = ops.transpose(sequences, (1, 0, 2))  # (T, B, F)
-        projected = ops.matmul(time_major, cell.kernel)  # (T, B, gates * units): every frame in one product
-        if input_bias is not None:
-            projected = projected + input_bias
+        projected = self._projected(sequences, training, input_bias)
         xs: tuple = (projected,) if split is None else (projected[..., :split], projected[..., split:])
         if mask is not None:
-            xs += (ops.expand_dims(ops.transpose(ops.cast(mask, "bool"), (1, 0)), -1),)  # (T, B, 1)
-        if self.go_backwards:
-            xs = tuple(ops.flip(x, axis=0) for x in xs)
+            time_mask = ops.expand_dims(ops.transpose(ops.cast(mask, "bool"), (1, 0)), -1)  # (T, B, 1)
+            xs += (ops.flip(time_mask, axis=0) if self.go_backwards else time_mask,)
         if mask is None:  # every frame counts: the carry is the states alone
 
             def step(states: tuple, x: tuple) -> tuple:
@@ -130,9 +139,32 @@ class _FastLoop(layers.RNN):
         return last_output, ops.transpose(outputs, (1, 0, 2)), final_states
 
 
+def _activation_name(cell: Any) -> str | None:
+    """The compiled op's name for the cell's candidate activation, None when it has no such activation."""
+    names = {keras.activations.tanh: "tanh", keras.activations.relu: "relu", keras.activations.linear: "linear"}
+    return names.get(cell.activation)
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class GRU(_FastLoop, layers.GRU):
-    """``keras.layers.GRU`` (same arguments, weights and results) with the input product out of the loop."""
+    """``keras.layers.GRU`` (same arguments, weights and results) with the input product out of the loop.
+
+    On TensorFlow on a CPU, unmasked, with the sigmoid recurrent activation, a tanh / ReLU / linear
+    candidate and float32 weights, the recurrence runs as one compiled op (:mod:`ctclab.models.fused`).
+    """
+
+    def _fused(self, mask: Tensor | None, training: bool) -> bool:
+        cell = self.cell
+        return (
+            keras.backend.backend() == "tensorflow"
+            and mask is None
+            and not (training and cell.recurrent_dropout > 0)
+            and not (training and 0 < cell.dropout < 1 and cell.implementation == 1)
+            and cell.recurrent_activation is keras.activations.sigmoid
+            and _activation_name(cell) in fused.ACTIVATIONS
+            and self.compute_dtype == "float32"
+            and fused.available()
+        )
 
     def inner_loop(self, sequences: Tensor, initial_state: Any, mask: Tensor | None, training: bool = False) -> Any:
         cell, units = self.cell, self.units
@@ -142,6 +174,15 @@ class GRU(_FastLoop, layers.GRU):
                 input_bias, recurrent_bias = cell.bias[0], cell.bias[1]
             else:
                 input_bias = cell.bias
+        if self._fused(mask, training):  # the compiled op: the whole recurrence in one call
+            h0 = _state_list(initial_state)[0]
+            if recurrent_bias is None:
+                recurrent_bias = ops.zeros((3 * units,), h0.dtype)
+            projected = self._projected(sequences, training, input_bias)
+            activation = _activation_name(cell)
+            assert activation is not None  # _fused checked it
+            h = fused.gru_sequence(projected, h0, cell.recurrent_kernel, recurrent_bias, cell.reset_after, activation)
+            return h[-1], ops.transpose(h, (1, 0, 2)), [h[-1]]
         kernel_zr, kernel_h = cell.recurrent_kernel[:, : 2 * units], cell.recurrent_kernel[:, 2 * units :]
 
         def cell_step(x: tuple, states: tuple) -> tuple[Tensor, tuple]:
