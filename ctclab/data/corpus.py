@@ -1,26 +1,39 @@
-"""Builds the embedded offline speech corpus: a text grammar spoken by many espeak-ng voices.
+"""Builds the embedded offline speech corpus: a text grammar spoken by three synthesizers.
 
 A seeded grammar writes lowercase sentences (numbers spelled out) in two slices: ``closed``, a
 small fixed vocabulary of dates, clock times, numbers, walking directions and playing cards (like
 the closed-vocabulary condition of silent-speech data), and ``open``, templates filled from a few
-hundred names, nouns, verbs and adjectives. ``espeak-ng`` speaks each one with an accent crossed
-with a voice variant (``en-gb-scotland+f3``) at a rate and pitch drawn per utterance; ``sox``
-resamples it to 16 kHz mono 16-bit wav.
+hundred names, nouns, verbs and adjectives. The engines of :mod:`ctclab.data.engines` speak them:
+``espeak-ng`` with an accent crossed with a voice variant (``en-gb-scotland+f3``), ``festival``
+(two diphone voices and an HTS voice) and ``flite`` (CMU voices), each at a rate (and, where the
+voice takes one, a pitch) drawn per utterance; ``sox`` resamples to 16 kHz mono 16-bit wav.
 
-Held-out voices: indexing the installed :data:`ACCENTS` and :data:`VARIANTS` in order, voice
-``accent+variant`` is a test voice iff ``(accent_index + variant_index) % TEST_VOICE_STRIDE == 0``
-(22 of 112 voices with espeak-ng 1.51). Every accent and variant is heard in training, but no test
-pair is; train and valid share the other voices. ``manifest.json`` lists both sets.
+Four splits:
+
+- ``train`` / ``valid``: :attr:`CorpusConfig.engine_shares` of them per engine (espeak-ng 65 %,
+  festival 35 % by default), espeak-ng with the train voices below, festival with all its voices;
+- ``test``: unseen espeak-ng voices. Indexing the installed ``engines.ACCENTS`` and ``engines.VARIANTS``
+  in order, ``accent+variant`` is a test voice iff ``(accent_index + variant_index) % TEST_VOICE_STRIDE
+  == 0`` (22 of 112 voices with espeak-ng 1.51); every accent and variant is heard in training, no
+  test pair is. Its texts, voices and files are those of the espeak-ng-only builds before it;
+- ``test_engine``: spoken only by :attr:`CorpusConfig.held_out_engine` (flite), an engine never
+  used for training, with its voices whose speaker no training voice has (awb and rms: flite's
+  kal16 is festival's kal diphone set, and festival speaks slt); as many utterances as ``test``,
+  added to ``num_utterances``.
 
 Layout under ``out_dir`` (default ``data/speech``): ``manifest.json``, ``wav/<split>/<id>.wav``
 and JSON-lines descriptors ``<split>_corpus.json`` with one object per line::
 
     {"key": "wav/train/000123.wav", "duration": 2.31, "text": "half past seven", "slice": "closed",
-     "voice": "en-us+f3", "rate": 161, "pitch": 48}
+     "engine": "espeak-ng", "voice": "en-us+f3", "rate": 161, "pitch": 48}
+    {"key": "wav/test_engine/002004.wav", ..., "engine": "flite", "voice": "awb", "rate": 0.93, "pitch": 121}
 
 ``key`` is relative to the descriptor's folder; ``duration`` (seconds) is read from the written
-file. The same config gives the same texts, voices, rates, pitches and wav bytes (espeak-ng and
-``sox -R`` are deterministic); a build whose manifest matches the config returns at once.
+file; ``rate`` and ``pitch`` are in the engine's units (espeak-ng: words per minute and 0-99;
+flite and festival: a speed factor and a mean f0 in Hz, null for a voice without f0 control). The
+same config gives the same texts, voices, rates, pitches and wav bytes (every engine and ``sox -R``
+are deterministic, see :mod:`ctclab.data.engines`); a build whose manifest matches the config
+returns at once.
 
 Usage: ``python -m ctclab.data.corpus --out data/speech --profile quick`` (or ``--size 300 --seed 1``).
 """
@@ -29,30 +42,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import shutil
-import subprocess
 import time
+from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import soundfile
-from tqdm import tqdm  # text bars: no ipywidgets needed in notebooks or exports
 
 from ctclab import paths
+from ctclab.data import engines
 from ctclab.data.descriptors import write_descriptors
 from ctclab.data.grammar import generate_texts, pick
 from ctclab.profiles import PROFILES, get_profile
 
-GRAMMAR_VERSION = 1  # bump whenever the grammar, voices or synthesis change: invalidates caches
+GRAMMAR_VERSION = 2  # bump whenever the grammar, voices or synthesis change: invalidates caches
 PROFILE_SIZES = {name: profile.corpus_size for name, profile in PROFILES.items()}  # smoke 150, quick 2000, full 8000
-SPLITS = ("train", "valid", "test")
-ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029", "en-us-nyc")
-VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "klatt", "klatt2", "klatt3")
+SPLITS = ("train", "valid", "test", "test_engine")
 TEST_VOICE_STRIDE = 5  # about one voice in five is held out for the test split
 
 
@@ -60,56 +68,54 @@ TEST_VOICE_STRIDE = 5  # about one voice in five is held out for the test split
 class CorpusConfig:
     """What to build; every field except ``workers`` is part of the cache key."""
 
-    num_utterances: int = 2000  # the quick profile: about 1.2 h of audio
+    num_utterances: int = 2000  # train + valid + test for the quick profile: about 1.3 h of audio
     seed: int = 0  # one seed drives texts, split voices, rates and pitches
     sample_rate: int = 16000  # Hz, as LibriSpeech
     valid_fraction: float = 0.1  # share of utterances in valid (train voices)
-    test_fraction: float = 0.1  # share of utterances in test (held-out voices)
+    test_fraction: float = 0.1  # share of utterances in test (held-out espeak-ng voices)
+    engine_test_fraction: float = 0.1  # test_engine utterances per utterance, added: as many as test
+    engine_shares: tuple[tuple[str, float], ...] = (("espeak-ng", 0.65), ("festival", 0.35))  # train, valid
+    held_out_engine: str = "flite"  # speaks test_engine only
     closed_fraction: float = 0.5  # share of utterances from the closed-vocabulary slice
     min_words: int = 2  # shortest sentence, about 1 s of speech
     max_words: int = 14  # longest sentence, about 6 s at the slowest rate
     rate_range: tuple[int, int] = (130, 200)  # espeak-ng -s, words per minute, inclusive
     pitch_range: tuple[int, int] = (30, 70)  # espeak-ng -p, 0-99 scale, inclusive
+    speed_range: tuple[float, float] = (0.8, 1.15)  # flite / festival speed factor (1: the voice's pace)
     max_duration: float = 10.0  # seconds; a longer file is a grammar bug and fails the build
     workers: int = 2  # synthesis jobs in flight; the course machine has 2 cores
 
     def __post_init__(self) -> None:
-        if self.num_utterances < len(SPLITS):
+        if self.num_utterances < 3:
             raise ValueError(f"num_utterances must be at least 3 (one per split), got {self.num_utterances}")
-        for name in ("valid_fraction", "test_fraction"):
+        for name in ("valid_fraction", "test_fraction", "engine_test_fraction"):
             if not 0.0 < getattr(self, name) < 0.5:
                 raise ValueError(f"{name} must lie in (0, 0.5), got {getattr(self, name)}")
         if not 0.0 <= self.closed_fraction <= 1.0:
             raise ValueError(f"closed_fraction must lie in [0, 1], got {self.closed_fraction}")
         if not 1 <= self.min_words <= self.max_words:
             raise ValueError(f"need 1 <= min_words <= max_words, got {self.min_words}, {self.max_words}")
-        for name, (low, high) in (("rate_range", self.rate_range), ("pitch_range", self.pitch_range)):
+        ranges = {"rate_range": self.rate_range, "pitch_range": self.pitch_range, "speed_range": self.speed_range}
+        for name, (low, high) in ranges.items():
             if not 0 < low <= high:
                 raise ValueError(f"{name} must be (low, high) with 0 < low <= high, got {(low, high)}")
         if self.workers < 1 or self.sample_rate <= 0:
             raise ValueError(f"workers and sample_rate must be positive, got {self.workers}, {self.sample_rate}")
+        shares = dict(self.engine_shares)
+        if not shares or len(shares) < len(self.engine_shares) or not set(shares) <= set(engines.ENGINES):
+            raise ValueError(f"engine_shares must name distinct engines of {engines.ENGINES}, got {self.engine_shares}")
+        if min(shares.values()) <= 0:
+            raise ValueError(f"engine_shares must be positive, got {self.engine_shares}")
+        if self.held_out_engine not in engines.TABLE_VOICES or self.held_out_engine in shares:
+            raise ValueError(
+                f"held_out_engine must be flite or festival, not in engine_shares, got {self.held_out_engine!r}"
+            )
 
 
-# ---------------------------------------------------------------- voices and synthesis
-def _require_tools() -> None:
-    for tool in ("espeak-ng", "sox"):
-        if shutil.which(tool) is None:
-            raise RuntimeError(f"{tool} not found: run `make setup` or apt-get install {tool}")
-
-
+# ---------------------------------------------------------------- voices
 def voice_sets() -> tuple[list[str], list[str]]:
-    """The installed (accent+variant) voices, split into (train/valid voices, test voices)."""
-    _require_tools()
-
-    def listing(kind: str) -> str:
-        return subprocess.run(["espeak-ng", f"--voices={kind}"], capture_output=True, text=True, check=True).stdout
-
-    languages = {line.split()[1] for line in listing("en").splitlines()[1:] if line.strip()}
-    variants_installed = set(re.findall(r"!v/(\S+)", listing("variant")))
-    accents = [accent for accent in ACCENTS if accent in languages]
-    variants = [variant for variant in VARIANTS if variant in variants_installed]
-    if not accents or not variants:
-        raise RuntimeError(f"espeak-ng has none of the accents {ACCENTS} or none of the variants {VARIANTS}")
+    """The installed espeak-ng (accent+variant) voices, split into (train/valid voices, test voices)."""
+    accents, variants = engines.espeak_voice_grid()
     train_voices: list[str] = []
     test_voices: list[str] = []
     for accent_index, accent in enumerate(accents):
@@ -119,6 +125,32 @@ def voice_sets() -> tuple[list[str], list[str]]:
     return train_voices, test_voices
 
 
+def held_out_engine_voices(config: CorpusConfig) -> list[engines.Voice]:
+    """Voices of ``config.held_out_engine`` whose speaker no training engine has a voice of."""
+    heard = {voice.speaker for engine, _ in config.engine_shares for voice in engines.TABLE_VOICES.get(engine, ())}
+    voices = [voice for voice in engines.table_voices(config.held_out_engine) if voice.speaker not in heard]
+    if not voices:
+        raise ValueError(f"every {config.held_out_engine} voice has a speaker heard in training ({sorted(heard)})")
+    return voices
+
+
+class VoicePlan(NamedTuple):
+    """Which voices speak which splits."""
+
+    espeak_train: list[str]  # espeak-ng voices of train and valid
+    espeak_test: list[str]  # unseen espeak-ng voices of test
+    table_train: dict[str, list[engines.Voice]]  # flite / festival voices of train and valid, by engine
+    held_out: list[engines.Voice]  # voices of test_engine
+
+
+def plan_voices(config: CorpusConfig) -> VoicePlan:
+    """The installed voices for ``config``; a clear RuntimeError when an engine or voice is missing."""
+    espeak_train, espeak_test = voice_sets()  # the test split is espeak-ng's even if it does not train
+    table_train = {engine: engines.table_voices(engine) for engine, _ in config.engine_shares if engine != "espeak-ng"}
+    return VoicePlan(espeak_train, espeak_test, table_train, held_out_engine_voices(config))
+
+
+# ---------------------------------------------------------------- planning and synthesis
 class Utterance(NamedTuple):
     """Everything needed to synthesize one file."""
 
@@ -127,8 +159,9 @@ class Utterance(NamedTuple):
     text: str
     slice: str
     voice: str
-    rate: int  # words per minute
-    pitch: int  # espeak-ng 0-99
+    rate: float  # espeak-ng: words per minute (an int); flite / festival: speed factor
+    pitch: int | None  # espeak-ng: 0-99; flite / festival: mean f0 in Hz, None for a voice without
+    engine: str = "espeak-ng"
 
     @property
     def key(self) -> str:
@@ -136,45 +169,44 @@ class Utterance(NamedTuple):
         return f"wav/{self.split}/{self.utterance_id}.wav"
 
 
+def _request(utterance: Utterance, wav_path: Path) -> engines.Request:
+    return engines.Request(utterance.text, utterance.voice, utterance.rate, utterance.pitch, wav_path)
+
+
 def synthesize(utterance: Utterance, wav_path: Path, sample_rate: int) -> float:
     """Speak ``utterance`` into ``wav_path`` (mono 16-bit at ``sample_rate``); return its seconds."""
-
-    def fail(tool: str, stderr: bytes) -> RuntimeError:
-        message = stderr.decode(errors="replace").strip() or "no audio produced"
-        return RuntimeError(f"{tool} failed for text {utterance.text!r} with voice {utterance.voice!r}: {message}")
-
-    speak = subprocess.run(
-        [
-            "espeak-ng",
-            "-v",
-            utterance.voice,
-            "-s",
-            str(utterance.rate),
-            "-p",
-            str(utterance.pitch),
-            "--stdout",
-            utterance.text,
-        ],
-        capture_output=True,
-    )
-    if speak.returncode or not speak.stdout:
-        raise fail("espeak-ng", speak.stderr)
-    # espeak-ng writes 22050 Hz; -R makes sox's dither repeatable, so equal inputs give equal bytes
-    resample = subprocess.run(
-        ["sox", "-R", "-t", "wav", "-", "-r", str(sample_rate), "-c", "1", "-b", "16", str(wav_path)],
-        input=speak.stdout,
-        capture_output=True,
-    )
-    if resample.returncode:
-        raise fail("sox", resample.stderr)
+    engines.speak(utterance.engine, [_request(utterance, wav_path)], sample_rate)
     return soundfile.info(str(wav_path)).duration
 
 
-def plan_utterances(config: CorpusConfig, train_voices: list[str], test_voices: list[str]) -> list[Utterance]:
-    """Texts, splits, voices, rates and pitches for the whole corpus, all drawn from ``config.seed``."""
-    text_seed, voice_seed = np.random.SeedSequence(config.seed).spawn(2)  # texts stay put if voices change
-    sentences = generate_texts(
-        config.num_utterances,
+def _apportion(shares: Sequence[tuple[str, float]], count: int) -> list[str]:
+    """``count`` engine names in proportion to ``shares`` (largest remainder), in share order."""
+    total = sum(share for _, share in shares)
+    exact = [share / total * count for _, share in shares]
+    counts = [int(value) for value in exact]
+    by_remainder = sorted(range(len(shares)), key=lambda index: counts[index] - exact[index])
+    for index in by_remainder[: count - sum(counts)]:
+        counts[index] += 1
+    return [engine for (engine, _), number in zip(shares, counts) for _ in range(number)]
+
+
+def _revoice(utterance: Utterance, voice: engines.Voice, rng: np.random.Generator, config: CorpusConfig) -> Utterance:
+    """``utterance`` spoken by a flite / festival ``voice`` at a drawn speed (and pitch, if it takes one)."""
+    speed = round(float(rng.uniform(*config.speed_range)), 2)
+    pitch = None if voice.pitch_range is None else int(rng.integers(voice.pitch_range[0], voice.pitch_range[1] + 1))
+    return utterance._replace(engine=voice.engine, voice=voice.name, rate=speed, pitch=pitch)
+
+
+def plan_utterances(config: CorpusConfig, voices: VoicePlan) -> list[Utterance]:
+    """Texts, splits, engines, voices, rates and pitches for the whole corpus, all from ``config.seed``.
+
+    The espeak-ng draws come first and do not depend on the engines, so ``test`` is the same as in
+    espeak-ng-only builds; then a share of train and valid is re-voiced by the other engines.
+    """
+    text_seed, voice_seed, engine_seed, held_out_seed = np.random.SeedSequence(config.seed).spawn(4)
+    num_engine_test = max(1, round(config.num_utterances * config.engine_test_fraction))
+    sentences = generate_texts(  # sequential draws: the first num_utterances texts are those of before
+        config.num_utterances + num_engine_test,
         np.random.default_rng(text_seed),
         config.closed_fraction,
         config.min_words,
@@ -186,11 +218,34 @@ def plan_utterances(config: CorpusConfig, train_voices: list[str], test_voices: 
     splits = ["train"] * (config.num_utterances - num_valid - num_test) + ["valid"] * num_valid + ["test"] * num_test
     utterances = []
     for index, (sentence, split) in enumerate(zip(sentences, splits)):
-        voice = pick(rng, test_voices if split == "test" else train_voices)
+        voice = pick(rng, voices.espeak_test if split == "test" else voices.espeak_train)
         rate = int(rng.integers(config.rate_range[0], config.rate_range[1] + 1))
         pitch = int(rng.integers(config.pitch_range[0], config.pitch_range[1] + 1))
         utterances.append(Utterance(f"{index:06d}", split, sentence.text, sentence.slice, voice, rate, pitch))
+    engine_rng = np.random.default_rng(engine_seed)
+    for split in ("train", "valid"):
+        indices = [index for index, utterance in enumerate(utterances) if utterance.split == split]
+        assigned = _apportion(config.engine_shares, len(indices))
+        for index, position in zip(indices, engine_rng.permutation(len(indices))):
+            if assigned[position] != "espeak-ng":
+                table_voice = pick(engine_rng, voices.table_train[assigned[position]])
+                utterances[index] = _revoice(utterances[index], table_voice, engine_rng, config)
+    held_out_rng = np.random.default_rng(held_out_seed)
+    for index, sentence in enumerate(sentences[config.num_utterances :], start=config.num_utterances):
+        base = Utterance(f"{index:06d}", "test_engine", sentence.text, sentence.slice, "", 0, None)
+        utterances.append(_revoice(base, pick(held_out_rng, voices.held_out), held_out_rng, config))
     return utterances
+
+
+def _synthesize_all(utterances: list[Utterance], out_dir: Path, config: CorpusConfig) -> dict[str, float]:
+    """Synthesize every utterance with ``config.workers`` jobs in flight; id -> seconds."""
+    requests = [(u.engine, _request(u, out_dir / u.key)) for u in utterances]
+    engines.speak_all(requests, config.sample_rate, config.workers)
+    durations = {u.utterance_id: soundfile.info(str(out_dir / u.key)).duration for u in utterances}
+    too_long = [utterance for utterance in utterances if durations[utterance.utterance_id] > config.max_duration]
+    if too_long:
+        raise RuntimeError(f"{len(too_long)} utterances exceed {config.max_duration} s, e.g. {too_long[0]}")
+    return durations
 
 
 # ---------------------------------------------------------------- build, cache, CLI
@@ -217,25 +272,27 @@ def _cached(out_dir: Path, config: CorpusConfig) -> dict[str, Path] | None:
     return descriptors
 
 
-def _synthesize_all(utterances: list[Utterance], out_dir: Path, config: CorpusConfig) -> dict[str, float]:
-    """Synthesize every utterance with ``config.workers`` jobs in flight; id -> seconds."""
-    durations = {}
-    with ThreadPoolExecutor(config.workers) as pool, tqdm(total=len(utterances), desc="espeak-ng", unit="utt") as bar:
-        futures = {
-            pool.submit(synthesize, utterance, out_dir / utterance.key, config.sample_rate): utterance
-            for utterance in utterances
-        }
-        try:
-            for future in as_completed(futures):
-                durations[futures[future].utterance_id] = future.result()
-                bar.update()
-        except BaseException:
-            pool.shutdown(cancel_futures=True)  # stop at the first failure
-            raise
-    too_long = [utterance for utterance in utterances if durations[utterance.utterance_id] > config.max_duration]
-    if too_long:
-        raise RuntimeError(f"{len(too_long)} utterances exceed {config.max_duration} s, e.g. {too_long[0]}")
-    return durations
+def _manifest(config: CorpusConfig, voices: VoicePlan, utterances: list[Utterance], statistics: dict) -> dict:
+    used = sorted({utterance.engine for utterance in utterances})
+    train_texts = {u.text for u in utterances if u.split == "train"}
+    return {
+        "grammar_version": GRAMMAR_VERSION,
+        "config": _cache_key(config),
+        "engines": {engine: engines.version(engine) for engine in used},
+        "voices": {
+            "rule": f"espeak-ng test iff (accent_index + variant_index) % {TEST_VOICE_STRIDE} == 0",
+            "held_out_engine_rule": f"{config.held_out_engine} voices whose speaker no training voice has",
+            "train_valid": {
+                "espeak-ng": voices.espeak_train,
+                **{engine: [voice.name for voice in table] for engine, table in voices.table_train.items()},
+            },
+            "test": {"espeak-ng": voices.espeak_test},
+            "test_engine": {config.held_out_engine: [voice.name for voice in voices.held_out]},
+        },
+        "splits": statistics,
+        "test_texts_also_in_train": sum(u.text in train_texts for u in utterances if u.split == "test"),
+        "test_engine_texts_also_in_train": sum(u.text in train_texts for u in utterances if u.split == "test_engine"),
+    }
 
 
 def build_corpus(out_dir: str | Path = "data/speech", config: CorpusConfig = CorpusConfig()) -> dict[str, Path]:
@@ -246,14 +303,14 @@ def build_corpus(out_dir: str | Path = "data/speech", config: CorpusConfig = Cor
         config: what to build.
 
     Returns:
-        Split name ("train", "valid", "test") -> path of its JSON-lines descriptor.
+        Split name ("train", "valid", "test", "test_engine") -> path of its JSON-lines descriptor.
     """
     out_dir = paths.resolve(out_dir)  # a relative folder is the repository's (see ctclab.paths)
     cached = _cached(out_dir, config)
     if cached is not None:
         return cached
-    train_voices, test_voices = voice_sets()
-    utterances = plan_utterances(config, train_voices, test_voices)
+    voices = plan_voices(config)
+    utterances = plan_utterances(config, voices)
     (out_dir / "manifest.json").unlink(missing_ok=True)  # written last: marks a complete build
     for split in SPLITS:
         (out_dir / "wav" / split).mkdir(parents=True, exist_ok=True)
@@ -268,6 +325,7 @@ def build_corpus(out_dir: str | Path = "data/speech", config: CorpusConfig = Cor
                 "duration": round(durations[u.utterance_id], 4),
                 "text": u.text,
                 "slice": u.slice,
+                "engine": u.engine,
                 "voice": u.voice,
                 "rate": u.rate,
                 "pitch": u.pitch,
@@ -279,21 +337,10 @@ def build_corpus(out_dir: str | Path = "data/speech", config: CorpusConfig = Cor
         statistics[split] = {
             "utterances": len(records),
             "hours": round(sum(r["duration"] for r in records) / 3600, 4),
-            "voices_used": len({r["voice"] for r in records}),
+            "engines": dict(sorted(Counter(r["engine"] for r in records).items())),
+            "voices_used": len({(r["engine"], r["voice"]) for r in records}),
         }
-    train_texts = {u.text for u in utterances if u.split == "train"}
-    manifest = {
-        "grammar_version": GRAMMAR_VERSION,
-        "config": _cache_key(config),
-        "espeak_ng": subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True).stdout.strip(),
-        "voices": {
-            "rule": f"test iff (accent_index + variant_index) % {TEST_VOICE_STRIDE} == 0",
-            "train_valid": train_voices,
-            "test": test_voices,
-        },
-        "splits": statistics,
-        "test_texts_also_in_train": sum(u.text in train_texts for u in utterances if u.split == "test"),
-    }
+    manifest = _manifest(config, voices, utterances, statistics)
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return descriptors
 
@@ -303,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="output folder (default: the profile's corpus_dir, e.g. data/speech)")
     parser.add_argument("--profile", choices=sorted(PROFILE_SIZES), help="corpus size by name ($PROFILE or quick)")
-    parser.add_argument("--size", type=int, help="number of utterances (overrides --profile)")
+    parser.add_argument("--size", type=int, help="train + valid + test utterances (overrides --profile)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
