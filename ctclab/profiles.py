@@ -21,7 +21,8 @@ class Profile:
 
     Attributes:
         name: "smoke", "quick" or "full".
-        corpus_size: utterances the embedded speech corpus is built with (all splits).
+        corpus_size: train + valid + test utterances of the embedded speech corpus; its held-out-engine
+            split (test_engine, spoken by flite) adds as many as test (10 %).
         epochs: default epochs for a model under this profile (notebooks pick their own per model
             with :meth:`pick` where models differ in cost).
         train_limit: training utterances used (None: all).
@@ -70,7 +71,7 @@ class Profile:
         return values[self.name]
 
     def descriptor(self, split: str) -> str:
-        """Path of the ``split`` ("train", "valid", "test") descriptor file."""
+        """Path of the ``split`` ("train", "valid", "test", "test_engine") descriptor file."""
         return f"{self.corpus_dir}/{split}_corpus.json"
 
 

@@ -334,7 +334,7 @@ def test_held_out_engine_voices_exclude_speakers_heard_in_training(engine_shares
     [(20, {"espeak-ng": 13, "festival": 7}), (2, {"espeak-ng": 1, "festival": 1}), (1, {"espeak-ng": 1}), (0, {})],
 )
 def test_apportion_gives_engines_their_shares(count, expected):
-    engines_drawn = corpus._apportion((("espeak-ng", 0.65), ("festival", 0.35)), count)
+    engines_drawn = corpus.apportion((("espeak-ng", 0.65), ("festival", 0.35)), count)
     assert {engine: engines_drawn.count(engine) for engine in set(engines_drawn)} == expected
 
 

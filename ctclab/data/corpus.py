@@ -179,7 +179,7 @@ def synthesize(utterance: Utterance, wav_path: Path, sample_rate: int) -> float:
     return soundfile.info(str(wav_path)).duration
 
 
-def _apportion(shares: Sequence[tuple[str, float]], count: int) -> list[str]:
+def apportion(shares: Sequence[tuple[str, float]], count: int) -> list[str]:
     """``count`` engine names in proportion to ``shares`` (largest remainder), in share order."""
     total = sum(share for _, share in shares)
     exact = [share / total * count for _, share in shares]
@@ -205,7 +205,7 @@ def plan_utterances(config: CorpusConfig, voices: VoicePlan) -> list[Utterance]:
     """
     text_seed, voice_seed, engine_seed, held_out_seed = np.random.SeedSequence(config.seed).spawn(4)
     num_engine_test = max(1, round(config.num_utterances * config.engine_test_fraction))
-    sentences = generate_texts(  # sequential draws: the first num_utterances texts are those of before
+    sentences = generate_texts(  # drawn in turn: the first num_utterances do not depend on test_engine
         config.num_utterances + num_engine_test,
         np.random.default_rng(text_seed),
         config.closed_fraction,
@@ -225,7 +225,7 @@ def plan_utterances(config: CorpusConfig, voices: VoicePlan) -> list[Utterance]:
     engine_rng = np.random.default_rng(engine_seed)
     for split in ("train", "valid"):
         indices = [index for index, utterance in enumerate(utterances) if utterance.split == split]
-        assigned = _apportion(config.engine_shares, len(indices))
+        assigned = apportion(config.engine_shares, len(indices))
         for index, position in zip(indices, engine_rng.permutation(len(indices))):
             if assigned[position] != "espeak-ng":
                 table_voice = pick(engine_rng, voices.table_train[assigned[position]])
