@@ -438,3 +438,23 @@ def test_augmentation_example_returns_before_and_after(speech_corpus):
     assert params.rt60_s is not None and params.snr_db is not None
     with pytest.raises(ValueError, match="outside"):
         augment.augmentation_example(speech_corpus, 6)
+
+
+def test_bad_files_are_skipped_and_waveforms_stay_aligned(speech_corpus, tmp_path):
+    records = read_descriptors(speech_corpus)
+    broken = speechlike(1.0)
+    broken[100:200] = np.nan
+    soundfile.write(tmp_path / "wav" / "nan.wav", broken, RATE, subtype="FLOAT")
+    records[2:2] = [
+        {"key": "wav/nan.wav", "duration": 1.0, "text": "bad"},
+        {"key": "wav/missing.wav", "duration": 1.0, "text": "gone"},
+    ]
+    desc = write_descriptors(tmp_path / "mixed.json", records)  # good keys absolute, the bad ones relative
+    gen = generator(desc, tmp_path, augment=AugmentConfig())
+    assert len(gen.skipped) == 2 and {file for file, _, _ in gen.skipped.items} == {
+        str(tmp_path / "wav" / "nan.wav"),
+        str(tmp_path / "wav" / "missing.wav"),
+    }
+    assert len(gen.waveforms) == len(gen.texts) == 6
+    for key, waveform in zip(gen.keys, gen.waveforms):
+        np.testing.assert_array_equal(waveform, soundfile.read(key, dtype="float32")[0])

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import scipy.fft
 import soundfile
 from scipy import signal
 
@@ -61,13 +62,16 @@ def pink_noise(num_samples: int, rng: np.random.Generator) -> np.ndarray:
     """(num_samples,) pink noise of unit power, float32: power spectral density proportional to 1/f.
 
     White Gaussian noise is shaped in the frequency domain: every rfft bin is divided by sqrt(f),
-    so the density falls 10 log10(2) = 3.01 dB per octave; the DC bin is zeroed.
+    so the density falls 10 log10(2) = 3.01 dB per octave; the DC bin is zeroed. The noise is
+    made at the next FFT-friendly length and cut to ``num_samples`` (a clip's own length can be
+    a large prime: 10x slower).
     """
-    spectrum = np.fft.rfft(rng.standard_normal(num_samples))
-    frequencies = np.fft.rfftfreq(num_samples)  # cycles per sample; only the shape matters
+    length = scipy.fft.next_fast_len(num_samples, real=True)
+    spectrum = scipy.fft.rfft(rng.standard_normal(length))
+    frequencies = scipy.fft.rfftfreq(length)  # cycles per sample; only the shape matters
     spectrum[0] = 0.0
     spectrum[1:] /= np.sqrt(frequencies[1:])
-    noise = np.fft.irfft(spectrum, num_samples)
+    noise = scipy.fft.irfft(spectrum, length)[:num_samples]
     return (noise / math.sqrt(power(noise))).astype(np.float32)
 
 

@@ -208,11 +208,8 @@ class AudioGenerator(keras.utils.PyDataset):
                 self.waveforms.append(waveform)
 
     def _waveform(self, key: str) -> np.ndarray:
-        """(N,) float32 samples of ``key`` for augmentation; AudioError if any is not finite."""
-        waveform = read_audio(key, cast(FeatureConfig, self.features).sample_rate)
-        if not np.all(np.isfinite(waveform)):
-            raise AudioError(f"{key}: non-finite samples (NaN or inf)")
-        return np.asarray(waveform, np.float32)
+        """(N,) float32 samples of ``key`` for augmentation (read_audio raises AudioError for bad audio)."""
+        return np.asarray(read_audio(key, cast(FeatureConfig, self.features).sample_rate), np.float32)
 
     # ------------------------------------------------------------------- ordering (SortaGrad)
 
