@@ -58,11 +58,12 @@ def test_keras_loop_runs_only_where_there_is_no_fast_path(monkeypatch, arguments
     assert bool(calls) == keras_loop
 
 
-FUSED_CASES = [  # (arguments, mask, training, fused): the compiled op runs unmasked, sigmoid gates, tanh/relu/linear
+FUSED_CASES = [  # (arguments, mask, training, fused): the compiled op runs with sigmoid gates, tanh/relu/linear
     ({"reset_after": False}, False, False, True),
     ({"activation": "relu", "go_backwards": True}, False, False, True),
     ({"dropout": 0.3}, False, True, True),
-    ({}, True, False, False),
+    ({}, True, False, True),
+    ({"recurrent_dropout": 0.3}, False, True, False),
     ({"recurrent_activation": "hard_sigmoid"}, False, False, False),
     ({"activation": "softsign"}, False, False, False),
 ]
@@ -83,9 +84,13 @@ def test_the_compiled_op_runs_where_it_applies(monkeypatch, arguments, masked, t
     assert bool(calls) == expected
 
 
-@pytest.mark.parametrize("reset_after", [False, True])
-def test_compiled_op_equals_keras_over_uneven_shards_with_initial_state(reset_after):
-    """Batch 9 on 2 threads is cut into shards of 5 and 4 rows; the initial state's gradient is checked too."""
+@pytest.mark.parametrize(
+    ("reset_after", "masked", "zero_output_for_mask"),
+    [(False, False, False), (True, False, False), (False, True, False), (True, True, True)],
+)
+def test_compiled_op_equals_keras_over_uneven_shards_with_initial_state(reset_after, masked, zero_output_for_mask):
+    """Batch 9 on 2 threads is cut into shards of 5 and 4 rows; a non-zero initial state with its gradient,
+    and masks with leading, inner and trailing masked frames (where Keras' outputs and states differ)."""
     import tensorflow as tf
 
     assert fused.available(), "the compiled GRU op is not built: run `make setup`"
@@ -93,16 +98,26 @@ def test_compiled_op_equals_keras_over_uneven_shards_with_initial_state(reset_af
     x = tf.constant(rng.standard_normal((9, 11, 6)).astype("float32"))
     h0 = tf.constant(rng.standard_normal((9, 7)).astype("float32"))
     weights = tf.constant(rng.standard_normal((9, 11, 7)).astype("float32"))
+    mask = rng.random((9, 11)) > 0.3 if masked else None
+    if masked:
+        mask[0, :3] = False  # leading masked frames: the output is zero there, the state is h0
+        mask[1] = True
     results = []
     for module in (layers, recurrent):
-        layer = module.GRU(7, return_sequences=True, return_state=True, reset_after=reset_after)
+        layer = module.GRU(
+            7,
+            return_sequences=True,
+            return_state=True,
+            reset_after=reset_after,
+            zero_output_for_mask=zero_output_for_mask,
+        )
         layer.build((None, None, 6))
         layer.set_weights(
             [np.random.default_rng(6).normal(0, 0.4, w.shape).astype("float32") for w in layer.get_weights()]
         )
         with tf.GradientTape() as tape:
             tape.watch([x, h0])
-            outputs, state = layer(x, initial_state=h0)
+            outputs, state = layer(x, initial_state=h0, mask=mask)
             loss = tf.reduce_sum(outputs * weights) + tf.reduce_sum(state * weights[:, 0])
         results.append([outputs, state, *tape.gradient(loss, [x, h0, *layer.trainable_variables])])
     for a, b in zip(*results, strict=True):

@@ -149,15 +149,14 @@ def _activation_name(cell: Any) -> str | None:
 class GRU(_FastLoop, layers.GRU):
     """``keras.layers.GRU`` (same arguments, weights and results) with the input product out of the loop.
 
-    On TensorFlow on a CPU, unmasked, with the sigmoid recurrent activation, a tanh / ReLU / linear
-    candidate and float32 weights, the recurrence runs as one compiled op (:mod:`ctclab.models.fused`).
+    On TensorFlow on a CPU, with the sigmoid recurrent activation, a tanh / ReLU / linear candidate
+    and float32 weights, the recurrence runs as one compiled op (:mod:`ctclab.models.fused`).
     """
 
-    def _fused(self, mask: Tensor | None, training: bool) -> bool:
+    def _fused(self, training: bool) -> bool:
         cell = self.cell
         return (
             keras.backend.backend() == "tensorflow"
-            and mask is None
             and not (training and cell.recurrent_dropout > 0)
             and not (training and 0 < cell.dropout < 1 and cell.implementation == 1)
             and cell.recurrent_activation is keras.activations.sigmoid
@@ -174,15 +173,29 @@ class GRU(_FastLoop, layers.GRU):
                 input_bias, recurrent_bias = cell.bias[0], cell.bias[1]
             else:
                 input_bias = cell.bias
-        if self._fused(mask, training):  # the compiled op: the whole recurrence in one call
+        if self._fused(training):  # the compiled op: the whole recurrence in one call
             h0 = _state_list(initial_state)[0]
             if recurrent_bias is None:
                 recurrent_bias = ops.zeros((3 * units,), h0.dtype)
-            projected = self._projected(sequences, training, input_bias)
+            if isinstance(mask, (list, tuple)):
+                mask = mask[0]
+            if mask is not None:
+                mask = ops.transpose(ops.cast(mask, "bool"), (1, 0))  # (T, B), in processing order
+                mask = ops.flip(mask, axis=0) if self.go_backwards else mask
             activation = _activation_name(cell)
             assert activation is not None  # _fused checked it
-            h = fused.gru_sequence(projected, h0, cell.recurrent_kernel, recurrent_bias, cell.reset_after, activation)
-            return h[-1], ops.transpose(h, (1, 0, 2)), [h[-1]]
+            projected = self._projected(sequences, training, input_bias)
+            h, state = fused.gru_sequence(
+                projected,
+                h0,
+                cell.recurrent_kernel,
+                recurrent_bias,
+                cell.reset_after,
+                activation,
+                mask,
+                self.zero_output_for_mask,
+            )
+            return h[-1], ops.transpose(h, (1, 0, 2)), [state]
         kernel_zr, kernel_h = cell.recurrent_kernel[:, : 2 * units], cell.recurrent_kernel[:, 2 * units :]
 
         def cell_step(x: tuple, states: tuple) -> tuple[Tensor, tuple]:

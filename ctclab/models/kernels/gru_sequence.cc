@@ -7,12 +7,18 @@
 // does one or two small products (Eigen, single-threaded) and the gate arithmetic in place, which
 // is what tf.while_loop spends most of its time scheduling op by op.
 //
-// Forward outputs: h (T, B, u); gates (T, B, 3u) = z, r and the candidate c after its activation;
-// aux (T, B, u) = the candidate's recurrent term: (h_prev @ U_h + b_h) with reset_after, r * h_prev
-// without. The backward op returns the gradient of the loss with respect to the pre-activations:
-// dxp (T, B, 3u), with reset_after also drec (T, B, 3u), the gradient with respect to the
-// recurrent product h_prev @ U + b (it differs from dxp in the candidate's columns), and dh0. The
-// weight gradients are large products over all frames, taken by the caller after the loop.
+// An optional mask (T, B) of 0 / 1 follows Keras' RNN: on a masked frame the state is carried
+// unchanged and the output repeats the previous output (zeros before the first one), or is zero
+// with zero_output_for_mask.
+//
+// Forward outputs: h (T, B, u), the outputs; gates (T, B, 3u) = z, r and the candidate c after its
+// activation; aux (T, B, u) = the candidate's recurrent term: (h_prev @ U_h + b_h) with
+// reset_after, r * h_prev without; states (T, B, u), each step's state, only with a mask (it
+// differs from h on masked frames; (0, B, u) without). The backward op returns the gradient of
+// the loss with respect to the pre-activations: dxp (T, B, 3u), with reset_after also drec
+// (T, B, 3u), the gradient with respect to the recurrent product h_prev @ U + b (it differs from
+// dxp in the candidate's columns), and dh0. The weight gradients are large products over all
+// frames, taken by the caller after the loop.
 #include <algorithm>
 #include <string>
 
@@ -93,47 +99,62 @@ void ForEachShard(OpKernelContext* context, int64_t batch, Work work) {
   });
 }
 
-class GruForwardOp : public OpKernel {
+class GruOp : public OpKernel {
  public:
-  explicit GruForwardOp(OpKernelConstruction* context) : OpKernel(context) {
+  explicit GruOp(OpKernelConstruction* context) : OpKernel(context) {
     std::string activation;
     OP_REQUIRES_OK(context, context->GetAttr("reset_after", &reset_after_));
+    OP_REQUIRES_OK(context, context->GetAttr("zero_output_for_mask", &zero_output_));
     OP_REQUIRES_OK(context, context->GetAttr("activation", &activation));
     activation_ = ParseActivation(activation);
   }
+
+ protected:
+  bool reset_after_, zero_output_;
+  Activation activation_;
+};
+
+class GruForwardOp : public GruOp {
+ public:
+  using GruOp::GruOp;
 
   void Compute(OpKernelContext* context) override {
     const Tensor& xp = context->input(0);
     const Tensor& h0 = context->input(1);
     const Tensor& kernel = context->input(2);
     const Tensor& bias = context->input(3);
-    OP_REQUIRES(context, xp.dims() == 3, InvalidArgument("xp must be (T, B, 3u)"));
+    const Tensor& mask = context->input(4);
+    OP_REQUIRES(context, xp.dims() == 3 && h0.dims() == 2, InvalidArgument("xp must be (T, B, 3u), h0 (B, u)"));
     const Sizes n{xp.dim_size(0), xp.dim_size(1), h0.dim_size(1)};
     const int64_t u = n.units, g = 3 * u;
     OP_REQUIRES(context, xp.dim_size(2) == g, InvalidArgument("xp's last axis must be 3 * units"));
     OP_REQUIRES(context, h0.dim_size(0) == n.batch, InvalidArgument("h0 must be (B, u)"));
     OP_REQUIRES(context, kernel.dim_size(0) == u && kernel.dim_size(1) == g, InvalidArgument("kernel must be (u, 3u)"));
     OP_REQUIRES(context, bias.NumElements() == g, InvalidArgument("bias must be (3u,)"));
-    Tensor *h = nullptr, *gates = nullptr, *aux = nullptr;
+    const bool masked = mask.NumElements() > 0;
+    OP_REQUIRES(context, !masked || mask.NumElements() == n.steps * n.batch, InvalidArgument("mask must be (T, B)"));
+    Tensor *h = nullptr, *gates = nullptr, *aux = nullptr, *states = nullptr;
     OP_REQUIRES_OK(context, context->allocate_output(0, TensorShape({n.steps, n.batch, u}), &h));
     OP_REQUIRES_OK(context, context->allocate_output(1, TensorShape({n.steps, n.batch, g}), &gates));
     OP_REQUIRES_OK(context, context->allocate_output(2, TensorShape({n.steps, n.batch, u}), &aux));
+    OP_REQUIRES_OK(context, context->allocate_output(3, TensorShape({masked ? n.steps : 0, n.batch, u}), &states));
     const float* xp_data = xp.flat<float>().data();
     const float* h0_data = h0.flat<float>().data();
+    const float* mask_data = mask.flat<float>().data();
     float* h_data = h->flat<float>().data();
     float* gate_data = gates->flat<float>().data();
     float* aux_data = aux->flat<float>().data();
+    float* state_data = masked ? states->flat<float>().data() : h_data;  // unmasked, the state is the output
     const ConstMap rk(kernel.flat<float>().data(), u, g);
     const Eigen::Map<const Eigen::RowVectorXf> rb(bias.flat<float>().data(), g);
 
     ForEachShard(context, n.batch, [&](int64_t first, int64_t rows) {
-      Matrix inner(rows, reset_after_ ? g : 2 * u), inner_h(rows, u);
+      Matrix inner(rows, reset_after_ ? g : 2 * u), inner_h(rows, u), h_new(rows, u);
       for (int64_t t = 0; t < n.steps; ++t) {
         const int64_t offset = t * n.batch + first;
         const ConstMap x(xp_data + offset * g, rows, g);
-        const ConstMap h_prev(t == 0 ? h0_data + first * u : h_data + (offset - n.batch) * u, rows, u);
+        const ConstMap h_prev(t == 0 ? h0_data + first * u : state_data + (offset - n.batch) * u, rows, u);
         Map gate(gate_data + offset * g, rows, g);
-        Map out(h_data + offset * u, rows, u);
         Map candidate_term(aux_data + offset * u, rows, u);
         auto zr = gate.leftCols(2 * u);
         auto c = gate.rightCols(u);
@@ -152,56 +173,84 @@ class GruForwardOp : public OpKernel {
         }
         Activate(activation_, c);
         const auto z = zr.leftCols(u).array();
-        out = (z * h_prev.array() + (1.0f - z) * c.array()).matrix();
+        Map out(h_data + offset * u, rows, u);
+        if (!masked) {
+          out = (z * h_prev.array() + (1.0f - z) * c.array()).matrix();
+          continue;
+        }
+        h_new = (z * h_prev.array() + (1.0f - z) * c.array()).matrix();
+        const auto m = Eigen::Map<const Eigen::VectorXf>(mask_data + offset, rows).array();
+        Map(state_data + offset * u, rows, u) = h_prev + ((h_new - h_prev).array().colwise() * m).matrix();
+        if (zero_output_ || t == 0) {
+          out = (h_new.array().colwise() * m).matrix();
+        } else {
+          const ConstMap out_prev(h_data + (offset - n.batch) * u, rows, u);
+          out = out_prev + ((h_new - out_prev).array().colwise() * m).matrix();
+        }
       }
     });
   }
-
- private:
-  bool reset_after_;
-  Activation activation_;
 };
 
-class GruBackwardOp : public OpKernel {
+class GruBackwardOp : public GruOp {
  public:
-  explicit GruBackwardOp(OpKernelConstruction* context) : OpKernel(context) {
-    std::string activation;
-    OP_REQUIRES_OK(context, context->GetAttr("reset_after", &reset_after_));
-    OP_REQUIRES_OK(context, context->GetAttr("activation", &activation));
-    activation_ = ParseActivation(activation);
-  }
+  using GruOp::GruOp;
 
   void Compute(OpKernelContext* context) override {
     const Tensor& dh_seq = context->input(0);
-    const Tensor& h0 = context->input(1);
-    const Tensor& h = context->input(2);
-    const Tensor& gates = context->input(3);
-    const Tensor& aux = context->input(4);
-    const Tensor& kernel = context->input(5);
+    const Tensor& dstates = context->input(1);
+    const Tensor& h0 = context->input(2);
+    const Tensor& h = context->input(3);
+    const Tensor& gates = context->input(4);
+    const Tensor& aux = context->input(5);
+    const Tensor& states = context->input(6);
+    const Tensor& mask = context->input(7);
+    const Tensor& kernel = context->input(8);
     const Sizes n{h.dim_size(0), h.dim_size(1), h.dim_size(2)};
     const int64_t u = n.units, g = 3 * u;
+    const bool masked = mask.NumElements() > 0;
     OP_REQUIRES(context, dh_seq.shape() == h.shape(), InvalidArgument("dh must be shaped like h"));
+    OP_REQUIRES(context, !masked || (states.shape() == h.shape() && dstates.shape() == h.shape()),
+                InvalidArgument("with a mask, states and dstates must be shaped like h"));
     Tensor *dxp = nullptr, *drec = nullptr, *dh0 = nullptr;
     OP_REQUIRES_OK(context, context->allocate_output(0, TensorShape({n.steps, n.batch, g}), &dxp));
-    const int64_t rec_steps = reset_after_ ? n.steps : 0;
-    OP_REQUIRES_OK(context, context->allocate_output(1, TensorShape({rec_steps, n.batch, g}), &drec));
+    OP_REQUIRES_OK(context, context->allocate_output(1, TensorShape({reset_after_ ? n.steps : 0, n.batch, g}), &drec));
     OP_REQUIRES_OK(context, context->allocate_output(2, TensorShape({n.batch, u}), &dh0));
     const float* dh_data = dh_seq.flat<float>().data();
+    const float* dstate_data = dstates.flat<float>().data();
     const float* h0_data = h0.flat<float>().data();
-    const float* h_data = h.flat<float>().data();
+    const float* state_data = masked ? states.flat<float>().data() : h.flat<float>().data();
     const float* gate_data = gates.flat<float>().data();
     const float* aux_data = aux.flat<float>().data();
+    const float* mask_data = mask.flat<float>().data();
     float* dxp_data = dxp->flat<float>().data();
     float* drec_data = drec->flat<float>().data();
     float* dh0_data = dh0->flat<float>().data();
     const ConstMap rk(kernel.flat<float>().data(), u, g);
 
     ForEachShard(context, n.batch, [&](int64_t first, int64_t rows) {
-      Matrix dh = Matrix::Zero(rows, u), dh_next(rows, u), d_rh(rows, u);
+      // dh: the gradient reaching the carried state; dh_cell: the part that enters this step's cell
+      Matrix dh = Matrix::Zero(rows, u), dh_cell(rows, u), dh_next(rows, u), d_rh(rows, u);
+      Matrix d_out_repeat = Matrix::Zero(rows, u);  // masked frames repeat the previous output
       for (int64_t t = n.steps - 1; t >= 0; --t) {
         const int64_t offset = t * n.batch + first;
-        dh += ConstMap(dh_data + offset * u, rows, u);
-        const ConstMap h_prev(t == 0 ? h0_data + first * u : h_data + (offset - n.batch) * u, rows, u);
+        const ConstMap d_out(dh_data + offset * u, rows, u);
+        if (masked) {
+          const auto m = Eigen::Map<const Eigen::VectorXf>(mask_data + offset, rows).array();
+          dh += ConstMap(dstate_data + offset * u, rows, u);
+          const Matrix d_total = d_out + d_out_repeat;
+          dh_cell = ((d_total + dh).array().colwise() * m).matrix();
+          dh = (dh.array().colwise() * (1.0f - m)).matrix();  // what skips the cell on masked rows
+          if (zero_output_) {
+            d_out_repeat.setZero();
+          } else {
+            d_out_repeat = (d_total.array().colwise() * (1.0f - m)).matrix();
+          }
+        } else {
+          dh_cell = dh + d_out;
+          dh.setZero();
+        }
+        const ConstMap h_prev(t == 0 ? h0_data + first * u : state_data + (offset - n.batch) * u, rows, u);
         const ConstMap gate(gate_data + offset * g, rows, g);
         const ConstMap candidate_term(aux_data + offset * u, rows, u);
         const auto z = gate.leftCols(u).array();
@@ -209,9 +258,9 @@ class GruBackwardOp : public OpKernel {
         const auto c = gate.rightCols(u);
         Map dx(dxp_data + offset * g, rows, g);
         // h = z h_prev + (1 - z) c
-        ActivationGrad(activation_, dx.rightCols(u), (dh.array() * (1.0f - z)).matrix(), c);
-        dx.leftCols(u) = (dh.array() * (h_prev.array() - c.array()) * z * (1.0f - z)).matrix();
-        dh_next = (dh.array() * z).matrix();
+        ActivationGrad(activation_, dx.rightCols(u), (dh_cell.array() * (1.0f - z)).matrix(), c);
+        dx.leftCols(u) = (dh_cell.array() * (h_prev.array() - c.array()) * z * (1.0f - z)).matrix();
+        dh_next = (dh_cell.array() * z).matrix() + dh;
         if (reset_after_) {
           // c = act(x_h + r * (h_prev U_h + b_h)); the recurrent product feeds all three gates
           Map dr(drec_data + offset * g, rows, g);
@@ -231,10 +280,6 @@ class GruBackwardOp : public OpKernel {
       Map(dh0_data + first * u, rows, u) = dh;
     });
   }
-
- private:
-  bool reset_after_;
-  Activation activation_;
 };
 
 }  // namespace
@@ -244,10 +289,13 @@ REGISTER_OP("CtcLabGruForward")
     .Input("h0: float")
     .Input("recurrent_kernel: float")
     .Input("recurrent_bias: float")
+    .Input("mask: float")
     .Output("h: float")
     .Output("gates: float")
     .Output("aux: float")
+    .Output("states: float")
     .Attr("reset_after: bool")
+    .Attr("zero_output_for_mask: bool = false")
     .Attr("activation: {'tanh', 'relu', 'linear'}")
     .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
       auto steps = c->Dim(c->input(0), 0);
@@ -256,25 +304,30 @@ REGISTER_OP("CtcLabGruForward")
       c->set_output(0, c->MakeShape({steps, batch, units}));
       c->set_output(1, c->MakeShape({steps, batch, c->Dim(c->input(0), 2)}));
       c->set_output(2, c->MakeShape({steps, batch, units}));
+      c->set_output(3, c->MakeShape({c->UnknownDim(), batch, units}));
       return tensorflow::OkStatus();
     });
 
 REGISTER_OP("CtcLabGruBackward")
     .Input("dh: float")
+    .Input("dstates: float")
     .Input("h0: float")
     .Input("h: float")
     .Input("gates: float")
     .Input("aux: float")
+    .Input("states: float")
+    .Input("mask: float")
     .Input("recurrent_kernel: float")
     .Output("dxp: float")
     .Output("drec: float")
     .Output("dh0: float")
     .Attr("reset_after: bool")
+    .Attr("zero_output_for_mask: bool = false")
     .Attr("activation: {'tanh', 'relu', 'linear'}")
     .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
-      c->set_output(0, c->input(3));
+      c->set_output(0, c->input(4));
       c->set_output(1, c->UnknownShapeOfRank(3));
-      c->set_output(2, c->input(1));
+      c->set_output(2, c->input(2));
       return tensorflow::OkStatus();
     });
 
