@@ -2,7 +2,7 @@
 
 Each engine speaks :class:`Request` s (a text, a voice, a rate, a pitch, an output path) and leaves
 16 kHz mono 16-bit wav files behind: the engine writes its own format (espeak-ng 22.05 kHz, flite 8 or
-16 kHz, festival 16 kHz diphones or 48 kHz HTS) and ``sox -R`` resamples it, as for every engine.
+16 kHz, festival 16 kHz diphones or 32 kHz HTS) and ``sox -R`` resamples it, as for every engine.
 
 =========  ====================================  ==================================  ==========================
 engine     voices (Debian bookworm packages)     rate                                pitch
@@ -17,7 +17,8 @@ A speed factor above 1 is faster than the engine's pace. Festival runs one proce
 requests (a Scheme script; its start-up costs more than an utterance); every request selects its
 voice and sets its own parameters, so a file's bytes do not depend on the batch it was spoken in.
 All three engines and ``sox -R`` are byte-deterministic here (the same request gives the same file,
-checked by the tests); flite voices and festival HTS ignore an f0 target, hence no pitch for them.
+checked by the tests). flite's rms ignores an f0 target and festival 2.5's HTS module reads no
+half-tone shift (only ``-r``), hence no pitch for those two voices.
 
 Voices also name their :attr:`Voice.speaker`: flite's kal16 is the festival kal diphone set and both
 engines have a voice of the CMU ARCTIC speaker slt, so a held-out-engine test excludes the speakers
