@@ -93,7 +93,7 @@ class PieceText:
 
 @dataclass(frozen=True)
 class Transcript:
-    """The transcript of one file: the pieces' texts joined by spaces."""
+    """The transcript of one file: its pieces in time order (texts with single spaces, no edges)."""
 
     path: str
     pieces: list[PieceText] = field(default_factory=list)
@@ -169,11 +169,14 @@ class Transcriber:
             run = Run(Path(run_dir))
             if not run.is_trained:
                 raise ModelNotFoundError(f"{run.folder}: not a trained run (no model.keras and builder.json)")
-        model, normalizer, features, alphabet = run.load_model()
+        lm_file = Path(lm_path) if lm_path is not None else default_lm_path(chosen)
+        if use_lm and lm_path is not None and not lm_file.is_file():
+            raise ModelNotFoundError(f"{lm_file}: no such language model file")
+        features = run.features()
         if not isinstance(features, FeatureConfig):
             raise ValueError(f"{run.folder} was trained on {type(features).__name__}, not audio features")
+        model, normalizer, _, alphabet = run.load_model()
         lm, decoder, used = None, "beam", "beam search without a language model"
-        lm_file = Path(lm_path) if lm_path is not None else default_lm_path(chosen)
         scores = run.scores()
         alpha, beta = scores.get("lm_alpha", DEFAULT_ALPHA), scores.get("lm_beta", DEFAULT_BETA)
         if use_lm and lm_file.is_file():
@@ -227,7 +230,9 @@ class Transcriber:
             self.alphabet,
         )
         rate = self.features.sample_rate
-        return Transcript(source, [PieceText(*piece.seconds(rate), text) for (piece, _), text in zip(pieces, texts)])
+        return Transcript(
+            source, [PieceText(*piece.seconds(rate), " ".join(text.split())) for (piece, _), text in zip(pieces, texts)]
+        )
 
     def transcribe_file(self, path: str | Path) -> Transcript:
         """Read, resample, split and decode one file.
@@ -240,20 +245,24 @@ class Transcriber:
 
 
 def transcribe(
-    files: str | Path | Sequence[str | Path], run_dir: str | Path | None = None, use_lm: bool = True
+    files: str | Path | Sequence[str | Path],
+    run_dir: str | Path | None = None,
+    use_lm: bool = True,
+    profile: str | None = None,
 ) -> list[Transcript]:
     """Transcribe one or more audio files with the final speech model (for notebooks).
 
     Args:
         files: a path or a list of paths.
-        run_dir: a run folder; None uses notebook 02's final speech model of $PROFILE / quick.
+        run_dir: a run folder; None uses notebook 02's final speech model of ``profile``.
         use_lm: beam + LM decoding with notebook 03's language model (False: beam alone).
+        profile: "smoke", "quick" or "full" (default: $PROFILE, else "quick").
 
     Returns:
         One :class:`Transcript` per file (``.text``, ``.pieces`` with start / end seconds).
     """
     files = [files] if isinstance(files, (str, Path)) else list(files)
-    transcriber = Transcriber.from_run(run_dir, use_lm)
+    transcriber = Transcriber.from_run(run_dir, use_lm, profile=profile)
     return [transcriber.transcribe_file(path) for path in files]
 
 

@@ -14,7 +14,6 @@ import math
 from pathlib import Path
 
 import numpy as np
-import scipy.signal
 import soundfile
 
 SILENCE_PEAK = 1e-4  # a clip whose absolute peak is below this (full scale 1.0) is silent
@@ -82,6 +81,8 @@ def resample(samples: np.ndarray, source_rate: int, target_rate: int) -> np.ndar
         raise ValueError(f"sample rates must be positive, got {source_rate} and {target_rate}")
     if source_rate == target_rate:
         return np.asarray(samples, np.float32)
+    import scipy.signal  # here, not at the top: ctclab.runs imports this module and stays light
+
     divisor = math.gcd(target_rate, source_rate)  # 16000 / 22050 -> up 320, down 441
     resampled = scipy.signal.resample_poly(samples, target_rate // divisor, source_rate // divisor, axis=0)
     return resampled.astype(np.float32)

@@ -135,7 +135,8 @@ class StopOnNaN(keras.callbacks.Callback):
         )
         named = f": {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}" if bad else ""
         return (
-            f"Inputs checked: {len(bad)} of {len(keys)} training utterances have non-finite features{named}; "
+            f"Inputs checked: {len(bad)} of {len(keys)} training utterances have non-finite features "
+            f"(as loaded, before any augmentation){named}; "
             f"the normalization mean / std are {statistics}."
         )
 
