@@ -172,6 +172,41 @@ def test_speed_changes_duration_by_one_over_factor_and_frequency_by_factor(facto
     assert peak_frequency(faster) == pytest.approx(1000.0 * factor, abs=0.5)
 
 
+def test_speed_keeps_a_tones_level():
+    clip = tone(1000.0, seconds=2.0)
+    for factor in (0.9, 1.1):
+        level = 10 * math.log10(mean_square(augment.speed_perturb(clip, factor)) / mean_square(clip))
+        assert level == pytest.approx(0.0, abs=0.05), factor
+
+
+def density_above(samples: np.ndarray, frequency: float) -> float:
+    """Welch density above ``frequency`` relative to the density between 1 and 6 kHz, in dB."""
+    frequencies, density = signal.welch(samples, fs=RATE, nperseg=1024)
+    in_band = density[(frequencies >= 1000) & (frequencies <= 6000)].mean()
+    return 10 * math.log10(density[frequencies >= frequency].mean() / in_band)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda rng: augment.white_noise(4 * RATE, rng),
+        lambda rng: augment.pink_noise(4 * RATE, rng),
+        lambda rng: augment.speed_perturb(rng.standard_normal(4 * RATE).astype(np.float32), 1.1),
+        lambda rng: augment.speed_perturb(rng.standard_normal(4 * RATE).astype(np.float32), 0.9),
+        lambda rng: augment.band_limit(rng.standard_normal(4 * RATE).astype(np.float32)),
+    ],
+    ids=["white", "pink", "speed 1.1", "speed 0.9", "band_limit"],
+)
+def test_nothing_generated_or_resampled_above_7_6_khz(make):
+    """Like the corpus' sox-resampled audio: at least 60 dB less density above 7.7 kHz than in band."""
+    assert density_above(make(np.random.default_rng(0)), 7700.0) < -60.0
+
+
+def test_band_limit_passes_the_band_untouched():
+    clip = tone(5000.0) + tone(300.0)
+    np.testing.assert_allclose(augment.band_limit(clip), clip, atol=2e-4)
+
+
 # --------------------------------------------------------------------------- telephone band
 
 
