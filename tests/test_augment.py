@@ -464,6 +464,9 @@ def test_write_augmented_split_fixed_per_utterance_and_cached(speech_corpus, tmp
     assert [r["augmentation"] for r in other] != [r["augmentation"] for r in noisy]
     scored = AudioGenerator(written, shuffle=False, cache_dir=tmp_path / "features", verbose=False)
     assert len(scored.texts) == len(clean) and not scored.skipped
+    fewer = write_descriptors(tmp_path / "fewer" / "train_corpus.json", clean[:2])  # absolute keys
+    assert len(read_descriptors(augment.write_augmented_split(fewer, tmp_path / "noisy"))) == 2
+    assert sorted(path.name for path in (tmp_path / "noisy" / "wav").iterdir()) == ["000000.wav", "000001.wav"]
 
 
 def test_augmentation_example_returns_before_and_after(speech_corpus):

@@ -444,7 +444,8 @@ def write_augmented_split(
     the same noise types, SNRs and rooms per utterance, whatever else changes; babble is made
     from the split's other utterances. Each descriptor line keeps the input's fields and adds
     ``source`` (the clean file) and ``augmentation`` (the drawn parameters). A copy whose
-    ``manifest.json`` matches (input descriptor, config, seed) is returned as it is.
+    ``manifest.json`` matches (input descriptor, config, seed) is returned as it is; otherwise
+    the folder's wav files are replaced.
 
     Args:
         desc_in: descriptor file of the clean split (e.g. data/speech/test_corpus.json).
@@ -469,7 +470,10 @@ def write_augmented_split(
     records = read_descriptors(desc_in)
     clips = [read_audio(record["key"], sample_rate) for record in records]
     augmenter = Augmenter(config, clips, sample_rate)
+    manifest.unlink(missing_ok=True)  # written last: marks a complete copy
     (out_dir / "wav").mkdir(parents=True, exist_ok=True)
+    for stale in (out_dir / "wav").glob("*.wav"):
+        stale.unlink()
     written = []
     for index, (record, clip) in enumerate(zip(records, clips)):
         augmented, params = augmenter.apply(clip, np.random.default_rng((seed, index)), exclude=index)
