@@ -174,3 +174,32 @@ def test_run_probabilities_match_the_model_on_each_utterance(tone_corpus, tmp_pa
         np.testing.assert_allclose(probability, expected[: len(probability)], atol=1e-5)
     greedy = [greedy_decode(p) for p in probabilities]
     assert greedy == evaluate_model(run_dir, tone_corpus)["hypotheses"]
+
+
+def test_decoder_scores_per_test_split_give_one_report_row_each(tmp_path):
+    """Three splits saved by condition: each its own entry and report row; the first stays the headline."""
+    from ctclab.report import page
+
+    run_dir = tmp_path / "deep" / "final"
+    run_dir.mkdir(parents=True)
+    (run_dir / "history.json").write_text(json.dumps({"loss": [2.0], "val_loss": [2.5], "epoch_seconds": [1.0]}))
+    probabilities, lm = confused_set(seed=5)
+    tables = {}
+    for seed, condition in ((5, "unseen voices"), (6, "held-out engine"), (7, "noisy + reverberant")):
+        noisy, _ = confused_set(seed=seed)
+        tables[condition] = decoder_table(noisy, TEXTS, lm, alpha=1.0, beta=1.0, beam_width=8)
+        save_decoder_scores(
+            run_dir, tables[condition], TEXTS, 1.0, 1.0, condition=condition, desc_file=f"data/{seed}.json"
+        )
+    save_decoder_scores(run_dir, tables["held-out engine"], TEXTS, 1.0, 1.0, condition="held-out engine")  # again
+    scores = json.loads((run_dir / "scores.json").read_text())
+    assert [c["condition"] for c in scores["conditions"]] == ["unseen voices", "noisy + reverberant", "held-out engine"]
+    headline = tables["unseen voices"].attrs["hypotheses"]
+    assert scores["cer"] == pytest.approx(cer(TEXTS, headline["greedy"]))
+    assert scores["cer_lm"] == pytest.approx(cer(TEXTS, headline["beam+LM"]))
+    frame = page.results_frame(tmp_path).set_index("model")
+    for condition, table in tables.items():
+        row = frame.loc[f"final ({condition})"]
+        assert row["CER beam+LM"] == pytest.approx(cer(TEXTS, table.attrs["hypotheses"]["beam+LM"]))
+        assert row["WER greedy"] == pytest.approx(wer(TEXTS, table.attrs["hypotheses"]["greedy"]))
+    assert frame.loc["final (unseen voices)", "test split"] == "5.json"

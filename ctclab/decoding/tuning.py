@@ -183,30 +183,47 @@ def decoder_table(
 
 
 def save_decoder_scores(
-    run_dir: str | Path, table: pd.DataFrame, references: Sequence[str], alpha: float, beta: float, examples: int = 8
+    run_dir: str | Path,
+    table: pd.DataFrame,
+    references: Sequence[str],
+    alpha: float,
+    beta: float,
+    examples: int = 8,
+    condition: str | None = None,
+    desc_file: str | Path | None = None,
 ) -> Path:
-    """Add a :func:`decoder_table`'s beam and beam + LM scores to ``<run_dir>/scores.json``.
+    """Add a :func:`decoder_table`'s greedy, beam and beam + LM scores to ``<run_dir>/scores.json``.
 
-    The report's results table reads ``wer_beam`` / ``cer_beam`` / ``wer_lm`` / ``cer_lm``; the
-    greedy ``wer`` / ``cer`` (written by ``compare_models``) are set from the same
-    table so every column of a row comes from the same utterances. The examples gain a
-    "beam+LM" transcript.
+    The report's results table reads ``wer`` / ``cer`` / ``wer_beam`` / ``cer_beam`` / ``wer_lm`` /
+    ``cer_lm``; the greedy ones (first written by ``compare_models``) are set from the same table
+    so every column of a row comes from the same utterances. The examples gain a "beam+LM"
+    transcript.
+
+    With ``condition`` (e.g. "unseen voices", "held-out engine"), the scores are also kept as that
+    condition's entry under "conditions" (one report row per test split, replacing an earlier
+    entry of the same name); the first condition saved stays the run's headline.
     """
     run = Run(Path(run_dir))
     scores = run.scores()
+    entry: dict = {"utterances": len(references)}
     for decoder, suffix in (("greedy", ""), ("beam", "_beam"), ("beam+LM", "_lm")):
-        scores[f"wer{suffix}"] = float(cast(float, table.loc[decoder, "WER"]))
-        scores[f"cer{suffix}"] = float(cast(float, table.loc[decoder, "CER"]))
-    hypotheses = table.attrs["hypotheses"]
-    scores.update(
-        lm_alpha=alpha,
-        lm_beta=beta,
-        utterances=len(references),
-        examples=[
-            {"truth": truth, "prediction": greedy, "beam+LM": fused}
-            for truth, greedy, fused in zip(references, hypotheses["greedy"], hypotheses["beam+LM"])
-        ][:examples],
-    )
+        entry[f"wer{suffix}"] = float(cast(float, table.loc[decoder, "WER"]))
+        entry[f"cer{suffix}"] = float(cast(float, table.loc[decoder, "CER"]))
+    conditions = [c for c in scores.get("conditions", []) if c.get("condition") != condition]
+    if condition is None or not conditions:  # the headline: no condition given, or the first one
+        hypotheses = table.attrs["hypotheses"]
+        scores.update(
+            entry,
+            lm_alpha=alpha,
+            lm_beta=beta,
+            examples=[
+                {"truth": truth, "prediction": greedy, "beam+LM": fused}
+                for truth, greedy, fused in zip(references, hypotheses["greedy"], hypotheses["beam+LM"])
+            ][:examples],
+        )
+    if condition is not None:
+        labelled = dict(entry, condition=condition, **({"desc_file": str(desc_file)} if desc_file else {}))
+        scores["conditions"] = [*conditions, labelled]
     return run.save_scores(scores)
 
 

@@ -79,11 +79,13 @@ def results_frame(results_dir: Path) -> pd.DataFrame:
             "best val loss": min(history.get("val_loss") or [float("nan")]),
             "test split": Path(scores["desc_file"]).name if "desc_file" in scores else None,
         }
-        for condition in scores.get("conditions") or [scores]:  # sEMG runs: one row per test file
+        for condition in scores.get("conditions") or [scores]:  # one row per test split or condition
             labelled = dict(row, **{column: condition.get(key) for key, column in SCORE_COLUMNS.items()})
             if condition is not scores:
-                labelled["model"] = f"{run.name} ({condition['condition']}, {condition['vocabulary']})"
-                labelled["test split"] = Path(condition["desc_file"]).name
+                label = ", ".join(str(condition[key]) for key in ("condition", "vocabulary") if condition.get(key))
+                labelled["model"] = f"{run.name} ({label})"
+                if condition.get("desc_file"):
+                    labelled["test split"] = Path(condition["desc_file"]).name
             rows.append(labelled)
     frame = pd.DataFrame(rows)
     if frame.empty:
@@ -235,7 +237,9 @@ def write_index(out_dir: Path, runs: list[NotebookRun], profile: str, results_di
 <h2 id="loss-curves">Loss curves</h2><p>Solid: training loss; dashed: validation loss.</p>
 <div class="figures">{figures}</div>
 <h2 id="results">Results on the held-out split</h2>
-<p>Speech: test voices never heard in training. sEMG: held-out utterances of the synthetic sessions.</p>
+<p>Speech: test voices never heard in training; the final speech model also on a held-out engine (a
+synthesizer never used in training) and on a noisy, reverberant copy of the test split. sEMG: held-out
+utterances of the synthetic sessions.</p>
 {results_html(results_frame(results_dir))}
 <h2 id="examples">Decoded examples</h2>{examples_html(results_dir)}
 <h2 id="streaming">Live decoding (notebook 05)</h2>{streaming_html(results_dir)}
