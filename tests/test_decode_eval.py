@@ -20,6 +20,7 @@ from ctclab.decoding.tuning import (
     lm_fixes,
     run_probabilities,
     save_decoder_scores,
+    score_splits,
     synthetic_posteriors,
     tune_lm_weights,
 )
@@ -174,6 +175,17 @@ def test_run_probabilities_match_the_model_on_each_utterance(tone_corpus, tmp_pa
         np.testing.assert_allclose(probability, expected[: len(probability)], atol=1e-5)
     greedy = [greedy_decode(p) for p in probabilities]
     assert greedy == evaluate_model(run_dir, tone_corpus)["hypotheses"]
+    # score_splits: each split decoded and saved as a condition of the run's scores
+    half = tmp_path / "half_corpus.json"
+    half.write_text("".join(tone_corpus.read_text().splitlines(keepends=True)[:3]))
+    lm = NGramLM.train(references * 2, order=2)
+    table, results = score_splits(run_dir, {"all": tone_corpus, "half": half}, lm, 0.5, 1.0, beam_width=4)
+    assert table.loc[("all", "greedy"), "CER"] == pytest.approx(cer(references, greedy))
+    assert table.loc[("half", "greedy"), "CER"] == pytest.approx(cer(references[:3], greedy[:3]))
+    assert table.loc[("half", "beam+LM"), "utterances"] == 3 and results["half"][2] == references[:3]
+    scores = json.loads((run_dir / "scores.json").read_text())
+    assert [c["condition"] for c in scores["conditions"]] == ["all", "half"]
+    assert scores["conditions"][1]["cer_lm"] == pytest.approx(table.loc[("half", "beam+LM"), "CER"])
 
 
 def test_decoder_scores_per_test_split_give_one_report_row_each(tmp_path):

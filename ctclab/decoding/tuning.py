@@ -16,7 +16,7 @@ run exists.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -225,6 +225,49 @@ def save_decoder_scores(
         labelled = dict(entry, condition=condition, **({"desc_file": str(desc_file)} if desc_file else {}))
         scores["conditions"] = [*conditions, labelled]
     return run.save_scores(scores)
+
+
+def score_splits(
+    run_dir: str | Path,
+    splits: Mapping[str, str | Path],
+    lm: NGramLM,
+    alpha: float,
+    beta: float,
+    limit: int | None = None,
+    beam_width: int = 32,
+) -> tuple[pd.DataFrame, dict[str, tuple[pd.DataFrame, list[np.ndarray], list[str]]]]:
+    """Greedy, beam and beam + LM on several test splits; each saved as a condition of the run's scores.
+
+    Args:
+        run_dir: the trained run.
+        splits: condition name -> descriptor file, e.g. {"unseen voices": ..., "held-out engine": ...};
+            the first is the run's headline in the report.
+        lm, alpha, beta, beam_width: as :func:`decoder_table`.
+        limit: utterances per split (None: all).
+
+    Returns:
+        (one table, rows (condition, decoder) with WER / CER / utterances, and per condition the
+        :func:`decoder_table`, its probabilities and its references).
+    """
+    import pandas as pd
+
+    results, rows = {}, []
+    for condition, desc_file in splits.items():
+        probabilities, references = run_probabilities(run_dir, desc_file, limit=limit)
+        table = decoder_table(probabilities, references, lm, alpha, beta, beam_width=beam_width)
+        save_decoder_scores(run_dir, table, references, alpha, beta, condition=condition, desc_file=desc_file)
+        results[condition] = (table, probabilities, references)
+        for decoder in table.index:
+            rows.append(
+                {
+                    "test split": condition,
+                    "decoder": decoder,
+                    "WER": table.loc[decoder, "WER"],
+                    "CER": table.loc[decoder, "CER"],
+                    "utterances": len(references),
+                }
+            )
+    return pd.DataFrame(rows).set_index(["test split", "decoder"]), results
 
 
 def lm_fixes(references: Sequence[str], before: Sequence[str], after: Sequence[str], count: int = 5) -> pd.DataFrame:
