@@ -446,7 +446,7 @@ def test_write_augmented_split_fixed_per_utterance_and_cached(speech_corpus, tmp
     assert [r["text"] for r in noisy] == [r["text"] for r in clean]
     for index, (before, after) in enumerate(zip(clean, noisy)):
         params = after["augmentation"]
-        assert after["source"] == before["key"]
+        assert after["source"] == str(Path(before["key"]).resolve())
         assert params["noise_type"] in augment.NOISE_TYPES and params["speed"] is None
         assert 5.0 <= params["snr_db"] <= 20.0 and 0.3 <= params["rt60_s"] <= 0.9
         samples, rate = soundfile.read(after["key"], dtype="float32")
@@ -496,3 +496,18 @@ def test_bad_files_are_skipped_and_waveforms_stay_aligned(speech_corpus, tmp_pat
     assert len(gen.waveforms) == len(gen.texts) == 6
     for key, waveform in zip(gen.keys, gen.waveforms):
         np.testing.assert_array_equal(waveform, soundfile.read(key, dtype="float32")[0])
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="fit_data's tf.data view")
+def test_a_model_trains_on_augmented_batches_with_finite_losses(speech_corpus, tmp_path):
+    from ctclab.models.course import simple_rnn_model
+    from ctclab.training.loss import CTCTrainer
+
+    model = simple_rnn_model(SPECTROGRAM.feature_dim)
+    config = replace(ALL_ON, telephone_probability=0.5)  # every step, speed included, in every batch
+    train = generator(speech_corpus, tmp_path, augment=config, output_length=model.output_length)
+    trainer = CTCTrainer(model)
+    trainer.compile(optimizer=keras.optimizers.Adam(1e-3, clipnorm=5.0))
+    history = trainer.fit(train.fit_data(), epochs=2, verbose=0, shuffle=False).history
+    assert len(history["loss"]) == 2 and np.all(np.isfinite(history["loss"]))
+    assert train.epoch == 2

@@ -484,7 +484,7 @@ def write_augmented_split(
                 record,
                 key=key,
                 duration=round(augmented.shape[0] / sample_rate, 4),
-                source=record["key"],
+                source=str(Path(record["key"]).resolve()),
                 augmentation=params.as_record(),
             )
         )
