@@ -19,8 +19,9 @@ Bad utterances never reach training: each is reported with its file and reason a
 
 **Augmentation** (``augment=AugmentConfig(...)``, training generators only): the generator then
 also keeps every clip's waveform in memory as float32 (4 bytes x 16,000 per second of audio:
-64 kB/s, 224 MiB for the quick corpus' 1.02 h training split, about twice that for the full
-profile), and every batch is featurized from freshly augmented audio (see
+64 kB/s, 224 MiB for the quick corpus' 1.02 h training split, about 0.9 GiB for the full
+profile's four times as many utterances; as much again as the cached spectrograms, 161 x 4 bytes
+x 100 frames per second, already held), and every batch is featurized from freshly augmented audio (see
 :mod:`ctclab.data.augment`), normalized with the statistics fitted on the clean features. The
 draw for utterance ``i`` in epoch ``e`` comes from ``default_rng((seed, 1, e, i))``, so epochs
 differ and a run is reproducible. Speed perturbation changes the number of frames, so
