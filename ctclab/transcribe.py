@@ -33,6 +33,7 @@ from ctclab.alphabet import Alphabet
 from ctclab.data.audio import AudioError, load_any_audio
 from ctclab.data.features import FeatureConfig, Normalizer, check_finite, featurize
 from ctclab.data.vad import Piece, VADConfig, split_at_pauses
+from ctclab.decoding import tuning
 from ctclab.decoding.tuning import decode_all
 from ctclab.profiles import PROFILES, Profile, get_profile
 from ctclab.runs import Run
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
     from ctclab.decoding.lm import NGramLM
 
 FINAL_RUN = ("deep", "final")  # notebook 02's final speech model: results/<profile>/deep/final
-LM_FILE = ("transformers", "lm", "train_3gram.arpa")  # notebook 03's word 3-gram (its cell saves it here)
 DEFAULT_ALPHA, DEFAULT_BETA = 0.5, 1.0  # prefix_beam_search's defaults, for a run notebook 03 did not tune
 
 
@@ -55,11 +55,6 @@ def final_run(profile: Profile) -> Run:
     """Notebook 02's final speech model run of ``profile`` (it may not be trained yet)."""
     family, name = FINAL_RUN
     return Run.named(profile.results_for(family), name)
-
-
-def default_lm_path(profile: Profile) -> Path:
-    """Notebook 03's ARPA language model of ``profile``."""
-    return Path(profile.results_for(LM_FILE[0])).joinpath(*LM_FILE[1:])
 
 
 def find_final_run(profile: Profile) -> Run:
@@ -169,7 +164,7 @@ class Transcriber:
             run = Run(Path(run_dir))
             if not run.is_trained:
                 raise ModelNotFoundError(f"{run.folder}: not a trained run (no model.keras and builder.json)")
-        lm_file = Path(lm_path) if lm_path is not None else default_lm_path(chosen)
+        lm_file = Path(lm_path) if lm_path is not None else tuning.lm_path(chosen)
         if use_lm and lm_path is not None and not lm_file.is_file():
             raise ModelNotFoundError(f"{lm_file}: no such language model file")
         features = run.features()

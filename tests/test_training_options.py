@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from conftest import run_check_script
 
+from ctclab.data.augment import AugmentConfig
 from ctclab.models import deep as deep_models
 from ctclab.models import layers as model_layers
 from ctclab.training import options as training_options
@@ -213,12 +214,14 @@ def test_train_model_with_every_option(tone_corpus, tmp_path, monkeypatch):
         l2=1e-4,
         initializer="glorot_normal",
         spec_augment=model_layers.SpecAugment(10, 5),
+        augment=AugmentConfig(speed_probability=1.0, noise_probability=1.0, reverb=False),
         schedule=OptimizerConfig(warmup_epochs=1),
     )
     options = json.loads((tmp_path / "results" / "options" / "training.json").read_text())
     assert options["precision"] == training_options.precision_policy(True) and options["replicas"] == 1
     assert options["spec_augment"] == dict(frequency_mask_width=10, time_mask_width=5, frequency_masks=1, time_masks=1)
     assert options["schedule"]["warmup_epochs"] == 1 and options["l2"] == 1e-4
+    assert options["augment"]["speed_probability"] == 1.0 and options["augment"]["reverb"] is False
     assert all(np.isfinite(history["loss"])) and len(history["loss"]) == 2
     assert any(not np.allclose(a, b) for a, b in zip(before, model.get_weights()))  # trained weights copied back
     assert evaluate_model(tmp_path / "results" / "options", tone_corpus)["utterances"] == 6

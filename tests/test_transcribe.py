@@ -30,6 +30,7 @@ from ctclab.alphabet import ENGLISH
 from ctclab.data.audio import AudioError, load_any_audio
 from ctclab.data.features import FeatureConfig, Normalizer, featurize
 from ctclab.data.vad import VADConfig, speech_regions, split_at_pauses
+from ctclab.decoding import tuning
 from ctclab.decoding.beam import prefix_beam_search
 from ctclab.decoding.greedy import greedy_decode
 from ctclab.decoding.lm import NGramLM
@@ -37,7 +38,7 @@ from ctclab.emg.signal import EMGFeatureConfig
 from ctclab.models.course import cnn_rnn_model
 from ctclab.profiles import get_profile
 from ctclab.runs import Run
-from ctclab.transcribe import ModelNotFoundError, Transcriber, default_lm_path, final_run, main, transcribe
+from ctclab.transcribe import ModelNotFoundError, Transcriber, final_run, main, transcribe
 
 RATE = 16000
 SENTENCES = [  # every word is in the corpus grammar's vocabulary (and so in notebook 03's LM)
@@ -299,7 +300,7 @@ def home_with_final_model(tmp_path, monkeypatch, run_dir) -> Path:
     profile = get_profile()
     shutil.copytree(run_dir, final_run(profile).folder)
     final_run(profile).update_scores(lm_alpha=0.8, lm_beta=2.0)
-    NGramLM.train(SENTENCES, order=3).save_arpa(default_lm_path(profile))
+    NGramLM.train(SENTENCES, order=3).save_arpa(tuning.lm_path(profile))
     return tmp_path
 
 
@@ -309,7 +310,7 @@ def test_default_run_decodes_with_its_lm_and_tuned_weights(home_with_final_model
     (transcript,) = transcribe(path)  # the notebooks' function: the default run and LM
     run = final_run(get_profile("quick"))
     probabilities = model_decode(loaded_run, piece_of(reference_16k(path), transcript.pieces[0]))  # same weights
-    lm = NGramLM.load_arpa(default_lm_path(get_profile("quick")))
+    lm = NGramLM.load_arpa(tuning.lm_path(get_profile("quick")))
     assert transcript.text == " ".join(prefix_beam_search(probabilities, ENGLISH, 32, lm, alpha=0.8, beta=2.0).split())
     assert main([str(path), "--times"]) == 0
     printed = capsys.readouterr()

@@ -62,6 +62,11 @@ def find_decoding_run(profile: Profile) -> tuple[Path | None, str]:
     return None, f"no trained run under {profile.results_dir}"
 
 
+def lm_path(profile: Profile) -> Path:
+    """Where notebook 03 saves the profile's word 3-gram LM (ARPA), trained on the train split's texts."""
+    return Path(profile.results_for("transformers")) / "lm" / "train_3gram.arpa"
+
+
 def run_probabilities(
     run_dir: str | Path,
     desc_file: str | Path,

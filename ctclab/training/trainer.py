@@ -4,7 +4,7 @@ Training options (keyword arguments of ``train_model``; machinery in :mod:`ctcla
 warm-up + cosine / exponential learning-rate schedules (``schedule=OptimizerConfig(...)``),
 gradient clipping (``clipnorm`` of any Keras optimizer), an L2 penalty on kernels (``l2``),
 Xavier / Glorot re-initialization (``initializer``), SpecAugment in training only
-(``spec_augment``), mixed precision (``mixed_precision``) and data-parallel training over all
+(``spec_augment``), acoustic augmentation of the training audio (``augment``), mixed precision (``mixed_precision``) and data-parallel training over all
 local GPUs or logical CPUs (``distribute``, TensorFlow's MirroredStrategy).
 """
 
@@ -21,6 +21,7 @@ import numpy as np
 
 from ctclab import paths
 from ctclab.alphabet import ENGLISH, Alphabet
+from ctclab.data.augment import AugmentConfig
 from ctclab.data.features import FeatureConfig
 from ctclab.data.generator import AudioGenerator
 from ctclab.models.layers import SpecAugment
@@ -172,6 +173,7 @@ def train_model(
     l2: float = 0.0,
     initializer: str | None = None,
     spec_augment: SpecAugment | None = None,
+    augment: AugmentConfig | None = None,
     mixed_precision: bool | str = False,
     distribute: bool = False,
 ) -> dict:
@@ -203,6 +205,9 @@ def train_model(
         initializer: re-draw every kernel first with this Keras initializer, e.g.
             "glorot_normal" (Xavier); None keeps the builder's initialization.
         spec_augment: a :class:`ctclab.models.layers.SpecAugment` applied to training batches only.
+        augment: acoustic augmentation of the training audio (noise, reverberation, speed, gain,
+            telephone band; :class:`ctclab.data.augment.AugmentConfig`), drawn afresh for every
+            batch; validation never augments.
         mixed_precision: True for "mixed_float16" on a GPU / "mixed_bfloat16" on a CPU, or a
             policy name; the softmax, the CTC loss and the weights stay float32.
         distribute: train data-parallel with tf.distribute.MirroredStrategy over every visible
@@ -234,7 +239,7 @@ def train_model(
     # the course's defaults name the repository's corpus (see ctclab.paths); other paths are used as given
     train_json = paths.resolve(train_json) if train_json == DEFAULT_TRAIN_JSON else train_json
     valid_json = paths.resolve(valid_json) if valid_json == DEFAULT_VALID_JSON else valid_json
-    train_gen = AudioGenerator(train_json, sort_by_duration=sort_by_duration, limit=limit, **common)
+    train_gen = AudioGenerator(train_json, sort_by_duration=sort_by_duration, limit=limit, augment=augment, **common)
     valid_gen = AudioGenerator(valid_json, shuffle=False, normalizer=train_gen.normalizer, limit=valid_limit, **common)
     run.save_setup(train_gen.normalizer, features, alphabet, getattr(input_to_softmax, "builder_config", None))
 
@@ -243,8 +248,8 @@ def train_model(
     history_logger = HistoryLogger(run, pickle_path)
     stop_on_nan = StopOnNaN(train_gen)
     with training_options.training_scope(input_to_softmax, policy, distribute) as (model, strategy):
-        augment = SpecAugment.from_config(spec_augment.get_config()) if spec_augment else None  # made in scope
-        trainer = CTCTrainer(model, alphabet.blank_index, l2=l2, augment=augment)
+        masks = SpecAugment.from_config(spec_augment.get_config()) if spec_augment else None  # made in scope
+        trainer = CTCTrainer(model, alphabet.blank_index, l2=l2, augment=masks)
         if schedule is not None:
             optimizer = training_options.build_optimizer(schedule, len(train_gen), epochs)
         elif optimizer is not None and strategy is not None:  # its variables must live in the scope
@@ -259,7 +264,8 @@ def train_model(
             "l2": l2,
             "initializer": initializer,
             "schedule": dataclasses.asdict(schedule) if schedule else None,
-            "spec_augment": {key: augment.get_config()[key] for key in SPEC_AUGMENT_FIELDS} if augment else None,
+            "spec_augment": {key: masks.get_config()[key] for key in SPEC_AUGMENT_FIELDS} if masks else None,
+            "augment": dataclasses.asdict(augment) if augment else None,
         }
         run.save_training_options(options)
         callbacks = [
