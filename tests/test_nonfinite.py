@@ -4,6 +4,7 @@ generator and ingest, training that stays finite, and a NaN stop message that sa
 from __future__ import annotations
 
 import math
+import re
 
 import keras
 import numpy as np
@@ -138,7 +139,8 @@ def test_nan_stop_message_says_what_it_checked(tone_corpus, tmp_path, monkeypatc
     monkeypatch.setenv("CTCLAB_HOME", str(tmp_path))
     history = train_small(tone_corpus, tmp_path / "results", "diverged", optimizer=keras.optimizers.SGD(1e8))
     message = history["stopped"]
-    assert "the loss became nan at epoch 1, batch 1" in message
+    # at this rate the loss turns nan or inf at the second batch, depending on the draws
+    assert re.search(r"the loss became (nan|inf) at epoch 1, batch 1", message), message
     assert "0 of 6 training utterances have non-finite features" in message
     assert "normalization mean / std are finite" in message
     held = int(message.split("Weights checked: ")[1].split(" of ")[0])
