@@ -118,3 +118,17 @@ def test_plots_return_figures(speechlike):
     assert len(figure.axes[0].lines) >= 3
     with pytest.raises(ValueError, match="no loss values"):
         plot_loss_curves({"a": {}})
+
+
+def test_feature_pair_shares_one_colour_scale_and_time_axis():
+    import matplotlib
+
+    from ctclab.report.plots import plot_feature_pair
+
+    matplotlib.use("Agg")
+    short, long = np.full((50, 4), -1.0), np.arange(120 * 4, dtype=float).reshape(120, 4)
+    figure = plot_feature_pair({"clean": short, "augmented": long})
+    panels = [axis for axis in figure.axes if axis.get_title()]
+    assert [axis.get_title() for axis in panels] == ["clean", "augmented"]
+    assert all(axis.images[0].get_clim() == (-1.0, 479.0) for axis in panels)  # min and max over both
+    assert all(axis.get_xlim() == (0.0, 1.2) for axis in panels)  # 120 frames of 10 ms

@@ -41,6 +41,30 @@ def plot_spectrogram_feature(feature: np.ndarray, step_ms: float = 10.0) -> Figu
     return _plot_feature(feature, "Normalized spectrogram", "frequency bin", step_ms)
 
 
+def plot_feature_pair(
+    features: Mapping[str, np.ndarray], ylabel: str = "frequency bin", step_ms: float = 10.0
+) -> Figure:
+    """Heat maps of a few (frames, bins) features one above the other on one colour scale and time axis.
+
+    ``features`` maps a title to its feature (e.g. {"clean": ..., "augmented": ...}); the colour
+    scale spans all of them, so the same colour means the same value in every panel.
+    """
+    import matplotlib.pyplot as plt
+
+    low = min(float(np.min(feature)) for feature in features.values())
+    high = max(float(np.max(feature)) for feature in features.values())
+    seconds = max(feature.shape[0] for feature in features.values()) * step_ms / 1000
+    figure, axes = plt.subplots(len(features), 1, figsize=(12, 3.2 * len(features)), sharex=True, squeeze=False)
+    for axis, (title, feature) in zip(axes[:, 0], features.items(), strict=True):
+        extent = (0, feature.shape[0] * step_ms / 1000, 0, feature.shape[1])
+        image = axis.imshow(feature.T, origin="lower", aspect="auto", cmap="magma", extent=extent, vmin=low, vmax=high)
+        axis.set(title=title, ylabel=ylabel, xlim=(0, seconds))
+        figure.colorbar(image, ax=axis, pad=0.01)
+    axes[-1, 0].set_xlabel("time (s)")
+    figure.tight_layout()
+    return figure
+
+
 def plot_mfcc_feature(feature: np.ndarray, step_ms: float = 10.0) -> Figure:
     """Heat map of a (frames, coefficients) MFCC matrix."""
     return _plot_feature(feature, "Normalized MFCC", "coefficient", step_ms)
