@@ -7,7 +7,10 @@ parameter counts, the same configuration and the same arithmetic; only ``inner_l
 
 1. the input projection of every frame is one large product, ``(T, B, F) x (F, 3u) + bias``;
 2. the loop (``tf.while_loop`` on TensorFlow, ``jax.lax.scan`` on JAX, compiled with the
-   training step) does only the recurrence: ``h @ recurrent_kernel`` and the gates.
+   training step) does only the recurrence: ``h @ recurrent_kernel`` and the gates. The GRU's
+   recurrence on TensorFlow on a CPU is one compiled op instead (:mod:`ctclab.models.fused`,
+   forward and backward in C++), where most of a ``tf.while_loop``'s time would go to scheduling
+   the small per-step ops.
 
 Masks (``mask=`` or a ``Masking`` layer), ``go_backwards`` (and so ``Bidirectional``),
 ``zero_output_for_mask``, initial states, ``return_state`` and input ``dropout`` (one mask for
