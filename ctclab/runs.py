@@ -95,9 +95,27 @@ class Run:
 
     # ------------------------------------------------------------------ writing (the trainer, evaluators)
 
-    def start(self, resume: bool) -> None:
-        """Create the folder; without ``resume`` forget an earlier run's history and backup."""
+    def start(self, resume: bool, builder_config: dict | None = None, parameters: int | None = None) -> None:
+        """Create the folder; without ``resume`` forget an earlier run's history and backup.
+
+        An earlier run of another model under the same name is never resumed (its backup could
+        not be loaded into this model): one whose builder.json names another builder or other
+        arguments than ``builder_config``, or whose parameter count (builder.json, else
+        scores.json) differs from ``parameters``.
+        """
         self.folder.mkdir(parents=True, exist_ok=True)
+        saved = self.builder()
+        saved_parameters = saved.get("parameters", self.scores().get("parameters"))
+        keys = ("builder", "module", "arguments")
+        current = json.loads(json.dumps(builder_config or {}))  # tuples as lists, as builder.json holds them
+        other_builder = bool(current and saved) and any(saved.get(key) != current.get(key) for key in keys)
+        other_size = None not in (parameters, saved_parameters) and parameters != saved_parameters
+        if resume and (other_builder or other_size):
+            print(
+                f"{self.folder}: the earlier run here was another model ({saved.get('builder', '?')}, "
+                f"{saved_parameters} parameters), not this model ({parameters}); training starts over"
+            )
+            resume = False
         if not resume:
             for stale in (self.history_path, self.backup_dir):
                 if stale.is_dir():
@@ -106,9 +124,14 @@ class Run:
                     stale.unlink()
 
     def save_setup(
-        self, normalizer: Normalizer, features: Any, alphabet: Alphabet, builder_config: dict | None
+        self,
+        normalizer: Normalizer,
+        features: Any,
+        alphabet: Alphabet,
+        builder_config: dict | None,
+        parameters: int | None = None,
     ) -> None:
-        """What a trained model needs to be used again: normalizer, features, alphabet, builder."""
+        """What a trained model needs to be used again: normalizer, features, alphabet, builder (and its size)."""
         class_name = type(features).__name__
         if class_name not in FEATURE_CONFIGS:
             raise ValueError(f"unknown feature configuration {class_name}; expected one of {sorted(FEATURE_CONFIGS)}")
@@ -116,7 +139,10 @@ class Run:
         _write_json(self.folder / "features.json", dict(dataclasses.asdict(features), config=class_name), None)
         (self.folder / "alphabet.txt").write_text(alphabet.name)
         if builder_config:
-            _write_json(self.folder / "builder.json", builder_config)
+            _write_json(
+                self.folder / "builder.json",
+                dict(builder_config, **({} if parameters is None else {"parameters": parameters})),
+            )
 
     def save_training_options(self, options: dict) -> None:
         _write_json(self.folder / "training.json", options)

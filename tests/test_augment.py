@@ -18,8 +18,9 @@ import soundfile
 from conftest import write_descriptors
 from scipy import signal
 
-from ctclab.data import augment
-from ctclab.data.augment import NOISY_REVERBERANT, AugmentConfig, Augmenter, AugmentParams
+from ctclab.data import augment, augmented_split
+from ctclab.data.augment import AugmentConfig, Augmenter, AugmentParams
+from ctclab.data.augmented_split import NOISY_REVERBERANT
 from ctclab.data.descriptors import read_descriptors
 from ctclab.data.features import FeatureConfig, Normalizer, featurize_file
 from ctclab.data.generator import AudioGenerator
@@ -440,7 +441,7 @@ def test_too_short_after_speed_up_falls_back_to_clean_and_is_counted(speech_corp
 
 
 def test_write_augmented_split_fixed_per_utterance_and_cached(speech_corpus, tmp_path):
-    written = augment.write_augmented_split(speech_corpus, tmp_path / "noisy", seed=3)
+    written = augmented_split.write_augmented_split(speech_corpus, tmp_path / "noisy", seed=3)
     assert written == tmp_path / "noisy" / "train_corpus.json"
     clean, noisy = read_descriptors(speech_corpus), read_descriptors(written)
     assert [r["text"] for r in noisy] == [r["text"] for r in clean]
@@ -458,24 +459,24 @@ def test_write_augmented_split_fixed_per_utterance_and_cached(speech_corpus, tmp
         )
         np.testing.assert_allclose(samples, expected, atol=1.5 / 32768)  # 16-bit files
     stamp = Path(noisy[0]["key"]).stat().st_mtime_ns
-    assert augment.write_augmented_split(speech_corpus, tmp_path / "noisy", seed=3) == written
+    assert augmented_split.write_augmented_split(speech_corpus, tmp_path / "noisy", seed=3) == written
     assert Path(noisy[0]["key"]).stat().st_mtime_ns == stamp  # the same request is not rewritten
-    other = read_descriptors(augment.write_augmented_split(speech_corpus, tmp_path / "noisy", seed=4))
+    other = read_descriptors(augmented_split.write_augmented_split(speech_corpus, tmp_path / "noisy", seed=4))
     assert [r["augmentation"] for r in other] != [r["augmentation"] for r in noisy]
     scored = AudioGenerator(written, shuffle=False, cache_dir=tmp_path / "features", verbose=False)
     assert len(scored.texts) == len(clean) and not scored.skipped
     fewer = write_descriptors(tmp_path / "fewer" / "train_corpus.json", clean[:2])  # absolute keys
-    assert len(read_descriptors(augment.write_augmented_split(fewer, tmp_path / "noisy"))) == 2
+    assert len(read_descriptors(augmented_split.write_augmented_split(fewer, tmp_path / "noisy"))) == 2
     assert sorted(path.name for path in (tmp_path / "noisy" / "wav").iterdir()) == ["000000.wav", "000001.wav"]
 
 
 def test_augmentation_example_returns_before_and_after(speech_corpus):
-    clean, augmented, params = augment.augmentation_example(speech_corpus, 2, seed=1)
+    clean, augmented, params = augmented_split.augmentation_example(speech_corpus, 2, seed=1)
     np.testing.assert_array_equal(clean, soundfile.read(read_descriptors(speech_corpus)[2]["key"], dtype="float32")[0])
     assert augmented.shape == clean.shape and not np.array_equal(augmented, clean)
     assert params.rt60_s is not None and params.snr_db is not None
     with pytest.raises(ValueError, match="outside"):
-        augment.augmentation_example(speech_corpus, 6)
+        augmented_split.augmentation_example(speech_corpus, 6)
 
 
 def test_bad_files_are_skipped_and_waveforms_stay_aligned(speech_corpus, tmp_path):

@@ -94,6 +94,28 @@ def test_start_without_resume_forgets_history_and_backup_only(tmp_path):
     assert run.history() == {} and not run.backup_dir.exists() and run.model_path.is_file()
 
 
+def test_start_never_resumes_another_models_run(tmp_path, capsys):
+    """A changed model under an old run's name starts over: the old backup would not load into it."""
+    from ctclab.models.course import rnn_model
+
+    built = rnn_model(input_dim=13, units=8).builder_config  # arguments hold a tuple-free dict, as saved
+    run = fake_run(tmp_path, "r")
+    (run.folder / "builder.json").write_text(json.dumps(dict(built, arguments=dict(built["arguments"], units=16))))
+    run.backup_dir.mkdir()
+    run.start(resume=True, builder_config=built)
+    assert run.history() == {} and not run.backup_dir.exists()
+    assert "not this model" in (told := capsys.readouterr().out) and "training starts over" in told
+    (run.folder / "builder.json").write_text(json.dumps(built))  # the same model: resumed as before
+    run.save_history({"loss": [1.0]})
+    run.backup_dir.mkdir()
+    run.start(resume=True, builder_config=built)
+    assert run.history()["loss"] == [1.0] and run.backup_dir.is_dir()
+    # the same builder and arguments, but the builder now makes another network: told by the size
+    (run.folder / "builder.json").write_text(json.dumps(dict(built, parameters=1000)))
+    run.start(resume=True, builder_config=built, parameters=999)
+    assert run.history() == {} and not run.backup_dir.exists()
+
+
 def test_history_pickle_is_the_course_format(tmp_path):
     import pickle
 

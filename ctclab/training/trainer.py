@@ -226,7 +226,8 @@ def train_model(
     if output_dim != alphabet.output_dim:
         raise ValueError(f"model output_dim {output_dim} != {alphabet.output_dim} outputs of {alphabet.name!r}")
     run = Run.named(paths.resolve(results_dir), save_model_path)
-    run.start(resume)
+    builder_config = getattr(input_to_softmax, "builder_config", None)
+    run.start(resume, builder_config, input_to_softmax.count_params())
 
     common = dict(
         features=features,
@@ -241,7 +242,7 @@ def train_model(
     valid_json = paths.resolve(valid_json) if valid_json == DEFAULT_VALID_JSON else valid_json
     train_gen = AudioGenerator(train_json, sort_by_duration=sort_by_duration, limit=limit, augment=augment, **common)
     valid_gen = AudioGenerator(valid_json, shuffle=False, normalizer=train_gen.normalizer, limit=valid_limit, **common)
-    run.save_setup(train_gen.normalizer, features, alphabet, getattr(input_to_softmax, "builder_config", None))
+    run.save_setup(train_gen.normalizer, features, alphabet, builder_config, input_to_softmax.count_params())
 
     if initializer:
         training_options.initialize_kernels(input_to_softmax, initializer)
