@@ -91,6 +91,15 @@ class _FastLoop(layers.RNN):
             projected = projected + input_bias
         return ops.flip(projected, axis=0) if self.go_backwards else projected
 
+    def _time_mask(self, mask: Tensor | list | tuple | None) -> Tensor | None:
+        """The layer's mask time-major (T, B) bool, in processing order; None when unmasked."""
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0]
+        if mask is None:
+            return None
+        time_mask = ops.transpose(ops.cast(mask, "bool"), (1, 0))
+        return ops.flip(time_mask, axis=0) if self.go_backwards else time_mask
+
     def _fast_loop(
         self,
         sequences: Tensor,
@@ -112,13 +121,11 @@ class _FastLoop(layers.RNN):
         if keras_loop or (training and 0 < cell.dropout < 1 and getattr(cell, "implementation", 2) == 1):
             return super().inner_loop(sequences, initial_state, mask, training)
         states = _state_list(initial_state)
-        if isinstance(mask, (list, tuple)):
-            mask = mask[0]
+        mask = self._time_mask(mask)
         projected = self._projected(sequences, training, input_bias)
         xs: tuple = (projected,) if split is None else (projected[..., :split], projected[..., split:])
         if mask is not None:
-            time_mask = ops.expand_dims(ops.transpose(ops.cast(mask, "bool"), (1, 0)), -1)  # (T, B, 1)
-            xs += (ops.flip(time_mask, axis=0) if self.go_backwards else time_mask,)
+            xs += (ops.expand_dims(mask, -1),)  # (T, B, 1)
         if mask is None:  # every frame counts: the carry is the states alone
 
             def step(states: tuple, x: tuple) -> tuple:
@@ -180,11 +187,6 @@ class GRU(_FastLoop, layers.GRU):
             h0 = _state_list(initial_state)[0]
             if recurrent_bias is None:
                 recurrent_bias = ops.zeros((3 * units,), h0.dtype)
-            if isinstance(mask, (list, tuple)):
-                mask = mask[0]
-            if mask is not None:
-                mask = ops.transpose(ops.cast(mask, "bool"), (1, 0))  # (T, B), in processing order
-                mask = ops.flip(mask, axis=0) if self.go_backwards else mask
             activation = _activation_name(cell)
             assert activation is not None  # _fused checked it
             projected = self._projected(sequences, training, input_bias)
@@ -195,7 +197,7 @@ class GRU(_FastLoop, layers.GRU):
                 recurrent_bias,
                 cell.reset_after,
                 activation,
-                mask,
+                self._time_mask(mask),
                 self.zero_output_for_mask,
             )
             return h[-1], ops.transpose(h, (1, 0, 2)), [state]
