@@ -3,7 +3,7 @@ PROFILE ?= quick
 VENV    := .venv
 PYTHON  := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
-KERNELS := ctclab/models/kernels/build/.built
+KERNELS := ctclab/kernels/build/.built
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # jupyter refuses to start as root without --allow-root (a container's root)
 LAB_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
@@ -66,8 +66,8 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	@touch $(STAMP)
 
 # the GRU recurrence as one TensorFlow CPU op, compiled for this machine (ctclab/models/fused.py)
-$(KERNELS): $(STAMP) ctclab/models/kernels/gru_sequence.cc ctclab/models/fused.py
-	$(PYTHON) -m ctclab.models.kernels
+$(KERNELS): $(STAMP) ctclab/kernels/gru_sequence.cc ctclab/kernels/ctc_loss.cc ctclab/kernels/__init__.py
+	$(PYTHON) -m ctclab.kernels
 	@touch $(KERNELS)
 
 ## corpus: the embedded speech corpus for PROFILE (data/speech for quick; cached)

@@ -1,12 +1,8 @@
 """A GRU's whole recurrence as one compiled TensorFlow CPU op (forward) and one (backward).
 
-``kernels/gru_sequence.cc`` is built once per machine by ``make setup`` (``python -m
-ctclab.models.kernels``) with g++ against the installed TensorFlow's headers, into
-``kernels/build/``. The file name carries a key of the source, the TensorFlow version, the
-compile flags and the CPU's instruction sets, so a changed source, an upgraded TensorFlow or a
-clone copied to another CPU never loads a stale library: it is simply missing, and
-``ctclab.models.recurrent.GRU`` then runs its ``tf.while_loop`` (same results, about twice as
-slow) and says once what to run.
+The op is ``ctclab/kernels/gru_sequence.cc``, built with the project's other ops by ``make
+setup`` (:mod:`ctclab.kernels`). When it is not built for this machine,
+``ctclab.models.recurrent.GRU`` runs its ``tf.while_loop`` (same results, about twice as slow).
 
 Why a compiled op: in a ``tf.while_loop`` every small gate operation of every time step is
 scheduled on its own, and that scheduling, not arithmetic, is most of a recurrent training
@@ -17,89 +13,22 @@ products outside it (``gru_sequence`` and its registered gradient). Masks follow
 
 from __future__ import annotations
 
-import hashlib
-import platform
-import subprocess
-import sys
-import warnings
 from functools import cache
-from pathlib import Path
 from typing import Any
 
-KERNELS = Path(__file__).parent / "kernels"
-SOURCE = KERNELS / "gru_sequence.cc"
-BUILD = KERNELS / "build"
+from ctclab import kernels
+
 ACTIVATIONS = ("tanh", "relu", "linear")  # the candidate activations the op implements
-# AVX-512 FP16 is off: g++ 12 cannot compile Eigen's FP16 packet code that TensorFlow ships
-COMPILER = ["g++", "-O3", "-march=native", "-mno-avx512fp16", "-shared", "-fPIC", "-Wno-deprecated-declarations"]
-
-
-def _cpu_flags() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return line
-    except OSError:
-        pass
-    return platform.processor()
-
-
-def _tf_flags() -> list[str]:
-    import tensorflow as tf
-
-    return [*tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags()]
-
-
-def library_path() -> Path:
-    """Where this machine's build of the op lives (whether or not it exists yet)."""
-    import tensorflow as tf
-
-    key = "\n".join([SOURCE.read_text(), tf.__version__, " ".join(COMPILER + _tf_flags()), _cpu_flags()])
-    return BUILD / f"gru_sequence-{hashlib.sha256(key.encode()).hexdigest()[:16]}.so"
-
-
-def build() -> Path:
-    """Compile the op for this machine (about 30 s); return the library's path.
-
-    Raises:
-        RuntimeError: g++ is missing or the compilation failed; the message has the compiler's output.
-    """
-    target = library_path()
-    if target.exists():
-        return target
-    BUILD.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial")
-    command = [*COMPILER, str(SOURCE), "-o", str(partial), *_tf_flags()]
-    try:
-        result = subprocess.run(command, capture_output=True, text=True)
-    except FileNotFoundError as error:
-        raise RuntimeError("g++ not found: `make setup` installs it (Debian package g++)") from error
-    if result.returncode != 0:
-        errors = "\n".join(line for line in result.stderr.splitlines() if "error" in line)[-4000:]
-        raise RuntimeError(f"compiling {SOURCE} failed ({' '.join(command)}):\n{errors}")
-    partial.replace(target)  # atomic: a concurrent loader sees the whole file or none
-    for stale in BUILD.glob("gru_sequence-*.so"):
-        if stale != target:
-            stale.unlink(missing_ok=True)
-    return target
 
 
 @cache
 def library() -> Any | None:
-    """The loaded op library with its gradient registered, or None (with one warning) when not built."""
+    """The compiled ops with the GRU's gradient registered, or None when they are not built."""
     import tensorflow as tf
 
-    path = library_path()
-    if not path.exists():
-        warnings.warn(
-            f"ctclab: the compiled GRU op is not built for this machine ({path.name}); GRU layers run their "
-            "tf.while_loop instead (same results, slower). Build it with `make setup` or "
-            "`python -m ctclab.models.kernels`.",
-            stacklevel=3,
-        )
-        return None
-    ops = tf.load_op_library(str(path))
-    tf.RegisterGradient("CtcLabGruForward")(_gradient)
+    ops = kernels.library()
+    if ops is not None:
+        tf.RegisterGradient("CtcLabGruForward")(_gradient)
     return ops
 
 
@@ -175,24 +104,4 @@ def gru_sequence(
 
 def available() -> bool:
     """Whether the op can run here: TensorFlow on CPU only, outside XLA, and the library built."""
-    import tensorflow as tf
-    from tensorflow.python.ops import control_flow_util
-
-    if tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"):
-        return False  # a CPU-only op would pull every step off the accelerator
-    if control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()):
-        return False  # XLA cannot compile a custom op
-    return library() is not None
-
-
-def main() -> None:
-    """``python -m ctclab.models.kernels``: build the op for this machine (a no-op when it is built)."""
-    try:
-        path = build()
-    except RuntimeError as error:
-        sys.exit(f"ctclab.models.fused: {error}")
-    print(f"compiled GRU op: {path.relative_to(KERNELS.parent.parent.parent)}")
-
-
-if __name__ == "__main__":
-    main()
+    return kernels.on_cpu_outside_xla() and library() is not None
