@@ -24,8 +24,8 @@ Used by :mod:`ctclab.emg.typing_corpus` (read its docstring for the corpus aroun
    ``tonic + gain * activation`` in microvolts.
 4. **Sources -> electrodes** (:func:`band_mixing`). The 16 electrodes of each wrist band sit every
    22.5 degrees around the forearm; electrode ``e`` picks up muscle ``m`` with the von Mises weight
-   ``exp(kappa * (cos(phi_e - theta_m - rho) - 1))``. ``theta_m`` is the muscle's angle (a shared
-   anatomy plus per-typist jitter), ``rho`` the typist's band rotation (a circular, possibly
+   ``exp(kappa * (cos(phi_e - theta_m - rho) - 1))``. ``theta_m`` is the muscle's angle (the 9 groups
+   spread evenly round the forearm, a simplification of its anatomy, plus per-typist jitter), ``rho`` the typist's band rotation (a circular, possibly
    fractional, shift of the electrodes: +1 moves every pattern one electrode up) plus a small
    re-donning jitter per session. Then per-electrode contact gain, 60 Hz mains with harmonics and
    amplifier noise. The real rig high-passes its signal, so no DC offset or drift is added.
