@@ -8,9 +8,9 @@ import pytest
 import tensorflow as tf
 
 from ctclab.alphabet import ENGLISH
-from ctclab.models import typing as typing_models
+from ctclab.models import typing_models
 from ctclab.models.registry import BUILDERS, build
-from ctclab.models.typing import RotationInvariantMLP, typing_front_end
+from ctclab.models.typing_models import RotationInvariantMLP, typing_front_end
 
 C = ENGLISH.output_dim
 FRONT_END = 4 * 32 + 2 * (16 * 33 * 64 + 64)  # BatchNorm over 32 channels; per band Dense(528 -> 64)
