@@ -1,10 +1,13 @@
-"""CTC prefix beam search fused with a word n-gram language model (seed 002's decoder).
+"""CTC prefix beam search fused with a word or a character n-gram language model.
 
 :func:`prefix_beam_search` / :func:`prefix_beam_search_nbest` maximize
-``Q(y) = ln P_ctc(y|x) + alpha ln P_lm(y) + beta word_count(y)`` (natural logs). The search keeps,
+``Q(y) = ln P_ctc(y|x) + alpha ln P_lm(y) + beta word_count(y)`` (natural logs) with a word LM
+(seed 002's decoder), or ``Q(y) = ln P_ctc(y|x) + alpha ln P_charlm(y) + beta |y|`` (|y| in
+characters) with a :class:`~ctclab.decoding.char_lm.CharNGramLM` (EMG typing). The search keeps,
 per prefix, the probability of the frame paths ending in a blank and of those ending in the
-prefix's last character; the LM scores each word when a space (or the end) completes it.
-``decoding`` re-exports the public names, so callers use ``decoding.prefix_beam_search``.
+prefix's last character; a word LM scores each word when a space (or the end) completes it, a
+character LM each character when the search appends it. Both plug in through a scorer: this
+module's :class:`_Scorer`, or the one the LM brings (``lm.beam_scorer``, see :class:`_Scorer`).
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ctclab.alphabet import ENGLISH, Alphabet
+from ctclab.decoding.lm import NGramLM
 
 if TYPE_CHECKING:
-    from ctclab.decoding.lm import NGramLM
+    from ctclab.decoding.char_lm import CharNGramLM, CharScorer
 
 LN10 = math.log(10.0)  # the LM speaks log10 (ARPA); every score below is a natural log
 OOV_WORD_LENGTH = 6  # characters; a longer out-of-vocabulary word pays unk_offset per this many
@@ -41,9 +45,10 @@ class Hypothesis:
     Attributes:
         text: the label sequence as text (spaces as decoded).
         score: Q(y) = ln P_ctc(y|x) + alpha ln P_lm(y) + beta word_count(y) + OOV penalties,
-            in nats (just ln P_ctc without an LM).
+            in nats (just ln P_ctc without an LM; with a character LM, beta |y| in characters).
         ctc_log_prob: ln P_ctc(y|x), summed over the alignments the beam kept.
-        lm_log10_prob: log10 P_lm(y) with the sentence end (0 without a language model).
+        lm_log10_prob: log10 P_lm(y) with the sentence end (0 without a language model; a
+            character LM's without it when ``sentence_bounds`` is off).
         word_count: number of words of ``text``.
     """
 
@@ -61,6 +66,11 @@ class _Scorer:
     ``bonus`` ranks the beam; it is the finished words' ``alpha ln p + beta (+ unk_offset)`` plus
     ``unk_offset`` while the partial word begins no vocabulary word (it is replaced, not
     added to, once the word is finished).
+
+    The interface the search asks of a scorer (``char_lm.CharScorer`` has it too): ``start()``,
+    the empty prefix's state (a tuple); ``extensions(...)``, the beam arrays of every extension;
+    ``extend(state, character)``; ``history(state)``, what decides every later LM score (beams
+    that share it and their last character are recombined); ``finish(states, prefix)``.
     """
 
     def __init__(self, lm: NGramLM, alpha: float, beta: float, unk_offset: float, alphabet: Alphabet):
@@ -113,8 +123,13 @@ class _Scorer:
         context = (*context, word)[1 - self.lm.order :] if self.lm.order > 1 else ()
         return finished, finished, log10_sum + log10, words + 1, context, ""
 
-    def finish(self, state: tuple) -> tuple[float, float, int]:
+    def history(self, state: tuple) -> tuple:
+        """(last n-1 words, partial word): what decides the LM scores from here on."""
+        return state[4], state[5]
+
+    def finish(self, states: dict, prefix: str) -> tuple[float, float, int]:
         """(bonus, log10 P_lm, words) of a complete transcript: last word and sentence end scored."""
+        state = states[prefix]
         if state[5]:
             state = self._commit(state)
         _, finished, log10_sum, words, context, _ = state
@@ -160,7 +175,7 @@ class _Beams:
     blank: np.ndarray  # (B,) ln P_b: paths ending in a blank
     non_blank: np.ndarray  # (B,) ln P_nb: paths ending in the prefix's last character
     last: np.ndarray  # (B,) int index of the last character; C when there is none
-    bonus: np.ndarray  # (B,) the LM's share of the ranking score, nats (see _Scorer)
+    bonus: np.ndarray  # (B,) the LM's share of the ranking score, nats (see _Scorer / CharScorer)
     finished: np.ndarray  # (B,) the part of bonus owed to finished words
     node: np.ndarray  # (B,) int spelling-trie node of the partial word
     length: np.ndarray  # (B,) int characters in the partial word
@@ -216,7 +231,7 @@ def _search(
     log_probabilities: np.ndarray,
     alphabet: Alphabet,
     beam_width: int,
-    scorer: _Scorer | None,
+    scorer: _Scorer | CharScorer | None,
     prune_log_prob: float,
     top_k: int | None,
     beam_prune_log_prob: float | None,
@@ -264,12 +279,14 @@ def _search(
                 if prefix not in states:
                     states[prefix] = scorer.extend(states[prefix[:-1]], prefix[-1])
             if recombine:
-                beams = _recombine(beams, states)
+                beams = _recombine(beams, states, scorer)
     return beams, states
 
 
-def _recombine(beams: _Beams, states: dict) -> _Beams:
-    """Keep one beam per (last n-1 words, partial word, last character): the best scoring.
+def _recombine(beams: _Beams, states: dict, scorer: _Scorer | CharScorer) -> _Beams:
+    """Keep one beam per (scorer history, last character): the best scoring.
+
+    A word LM's history is (last n-1 words, partial word), a character LM's its last n-1 characters.
 
     Beams that agree on these get the same LM scores from here on, so the weaker one can only
     take a beam slot from a more different prefix (pyctcdecode's ``prune_history``). A heuristic
@@ -278,8 +295,7 @@ def _recombine(beams: _Beams, states: dict) -> _Beams:
     scores = (np.logaddexp(beams.blank, beams.non_blank) + beams.bonus).tolist()
     best: dict[tuple, int] = {}
     for j, prefix in enumerate(beams.prefixes):
-        state = states[prefix]
-        key = (state[4], state[5], int(beams.last[j]))
+        key = (scorer.history(states[prefix]), int(beams.last[j]))
         if key not in best or scores[j] > scores[best[key]]:
             best[key] = j
     if len(best) == len(beams.prefixes):
@@ -325,7 +341,7 @@ def prefix_beam_search_nbest(
     probabilities: np.ndarray,
     alphabet: Alphabet = ENGLISH,
     beam_width: int = 32,
-    lm: NGramLM | None = None,
+    lm: NGramLM | CharNGramLM | None = None,
     alpha: float = 0.5,
     beta: float = 1.0,
     length: int | None = None,
@@ -335,8 +351,9 @@ def prefix_beam_search_nbest(
     merge_spaces: bool = True,
     unk_offset: float = -10.0,
     recombine: bool = False,
+    sentence_bounds: bool = True,
 ) -> list[Hypothesis]:
-    """CTC prefix beam search in log space with word-level language-model fusion; n-best list.
+    """CTC prefix beam search in log space with word- or character-level LM fusion; n-best list.
 
     Every kept prefix y carries ln P_b(y) and ln P_nb(y): the probability of the frames so far
     with y as their collapse, ending in a blank / in y's last character. A frame extends y by a
@@ -346,7 +363,9 @@ def prefix_beam_search_nbest(
     space after it is added, and at the end the last word and ``</s>``, so the final ranking is
     Q(y) = ln P_ctc(y|x) + alpha ln P_lm(y) + beta word_count(y) + sum of :func:`oov_penalty`
     over y's words outside the LM vocabulary, with natural logs throughout (the ARPA log10 is
-    multiplied by ln 10, as pyctcdecode does).
+    multiplied by ln 10, as pyctcdecode does). With a character LM every character is scored
+    when it is appended and the ranking is Q(y) = ln P_ctc(y|x) + alpha ln P_charlm(y) + beta |y|
+    (characters; with ``merge_spaces`` a trailing space is neither scored nor counted).
 
     Without pruning (``prune_log_prob=-inf``, a beam wide enough to keep every prefix) this is an
     exact search over label sequences. Runs of frames where only the blank passes the pruning
@@ -355,11 +374,13 @@ def prefix_beam_search_nbest(
     Args:
         probabilities: (T, C) softmax outputs of one utterance; C = ``alphabet.output_dim``,
             blank last.
-        alphabet: characters and blank; the LM needs a space in it.
+        alphabet: characters and blank; a word LM needs a space in it, a character LM the same
+            characters.
         beam_width: prefixes kept per frame.
-        lm: an ``lm.NGramLM`` (or None for the acoustic score alone).
+        lm: an ``lm.NGramLM`` (words), a ``char_lm.CharNGramLM`` (characters), or None for the
+            acoustic score alone.
         alpha: language-model weight.
-        beta: word insertion bonus, nats per word.
+        beta: insertion bonus, nats per word (word LM) or per character (character LM).
         length: valid frames (the model's output_length); None uses all T.
         prune_log_prob: characters with ln p below this are not tried at a frame (the frame's
             best output always is); -10 keeps p >= 4.5e-5.
@@ -376,22 +397,31 @@ def prefix_beam_search_nbest(
             prefixes per beam slot, fewer alternatives in the n-best list.
             A Kneser-Ney ``<unk>`` keeps the leftover mass of the training words, often as much as
             a rare real word, so without it misspellings cost little.
+        sentence_bounds: character LM only: score the first characters after ``<s>`` and the
+            end with ``</s>`` (whole sentences); False for windows cut from inside a sentence
+            (EMG typing's 300 ms windows): the first characters are scored by the lower orders
+            and no end is scored. A word LM always scores both.
 
     Returns:
         Up to ``beam_width`` hypotheses, best Q first.
 
     Raises:
         ValueError: a shape that does not match the alphabet, values that are not
-            probabilities, a bad length / beam width, or an LM with an alphabet without a space.
+            probabilities, a bad length / beam width, a word LM with an alphabet without a
+            space, or a character LM of another alphabet.
     """
     log_probabilities = _validated_log_probabilities(probabilities, alphabet, length)
     if beam_width < 1:
         raise ValueError(f"beam_width must be at least 1, got {beam_width}")
-    if lm is not None and " " not in alphabet.characters:
-        raise ValueError(f"alphabet {alphabet.name!r} has no space, so words (and an LM) are undefined")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be at least 1 (or None), got {top_k}")
-    scorer = _Scorer(lm, alpha, beta, unk_offset, alphabet) if lm is not None else None
+    scorer: _Scorer | CharScorer | None = None
+    if isinstance(lm, NGramLM):
+        if " " not in alphabet.characters:
+            raise ValueError(f"alphabet {alphabet.name!r} has no space, so words (and an LM) are undefined")
+        scorer = _Scorer(lm, alpha, beta, unk_offset, alphabet)
+    elif lm is not None:  # a character LM brings its own scorer
+        scorer = lm.beam_scorer(alphabet, alpha, beta, merge_spaces and " " in alphabet.characters, sentence_bounds)
     beams, states = _search(
         log_probabilities,
         alphabet,
@@ -409,7 +439,7 @@ def prefix_beam_search_nbest(
         if scorer is None:
             bonus, log10, words = 0.0, 0.0, len(prefix.split())
         else:  # the last word and the sentence end
-            bonus, log10, words = scorer.finish(states[prefix])
+            bonus, log10, words = scorer.finish(states, prefix)
         text = " ".join(prefix.split()) if merge_spaces else prefix
         if text in merged:  # "a b" and "a b ": same words, same LM score, probabilities add
             merged[text][0] = _log_add(merged[text][0], ctc)
@@ -425,7 +455,7 @@ def prefix_beam_search(
     probabilities: np.ndarray,
     alphabet: Alphabet = ENGLISH,
     beam_width: int = 32,
-    lm: NGramLM | None = None,
+    lm: NGramLM | CharNGramLM | None = None,
     alpha: float = 0.5,
     beta: float = 1.0,
     length: int | None = None,
@@ -434,7 +464,8 @@ def prefix_beam_search(
     """The best transcript of :func:`prefix_beam_search_nbest` (same arguments; see there).
 
     ``options`` takes ``prune_log_prob``, ``top_k``, ``beam_prune_log_prob``, ``merge_spaces``,
-    ``unk_offset`` and ``recombine``, which is on here (only the best transcript is wanted).
+    ``unk_offset``, ``sentence_bounds`` and ``recombine``, which is on here (only the best
+    transcript is wanted).
     """
     options.setdefault("recombine", True)
     return prefix_beam_search_nbest(probabilities, alphabet, beam_width, lm, alpha, beta, length, **options)[0].text

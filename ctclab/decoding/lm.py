@@ -14,7 +14,9 @@ Smoothing: interpolated modified Kneser-Ney (Chen & Goodman 1998), the recipe of
 * ``p(w | h) = (a(hw) - D(a(hw))) / S(h) + gamma(h) p(w | h')`` with
   ``gamma(h) = (D1 N1(h) + D2 N2(h) + D3+ N3+(h)) / S(h)``, and the unigrams interpolate with
   the uniform distribution over the vocabulary (``<unk>`` included, ``<s>`` excluded: it is never
-  predicted, so its ARPA probability is the conventional -99).
+  predicted, so its ARPA probability is the conventional -99); with the closed vocabulary of
+  :meth:`NGramLM.train_tokens` (the character LM's), over that vocabulary and ``</s>``, and
+  ``<unk>`` is never predicted either.
 
 Interpolated probabilities of the seen n-grams plus ``gamma(h)`` as the backoff weight give the
 backoff form an ARPA file holds; :meth:`NGramLM.log10_prob` evaluates exactly that form, so a model
@@ -30,7 +32,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -105,15 +107,39 @@ class NGramLM:
         Raises:
             ValueError: for order < 1 or no words in ``texts``.
         """
+        return cls.train_tokens([tokenize(text) for text in texts], order)
+
+    @classmethod
+    def train_tokens(
+        cls, tokenized: Iterable[Sequence[str]], order: int = 3, closed_vocabulary: Iterable[str] | None = None
+    ) -> NGramLM:
+        """Fit the model to sentences already split into tokens (words, or characters for a character LM).
+
+        Args:
+            tokenized: one token sequence per sentence, without ``<s>`` / ``</s>``.
+            order: n of the n-grams (1 = unigram model).
+            closed_vocabulary: every token the model can predict besides ``</s>``; the unigrams
+                interpolate with the uniform distribution over these and ``</s>``, and ``<unk>`` is
+                never predicted (-99, like ``<s>``). None: the tokens seen, plus ``<unk>``.
+
+        Raises:
+            ValueError: for order < 1, no tokens, or a token outside ``closed_vocabulary``.
+        """
         if order < 1:
             raise ValueError(f"order must be at least 1, got {order}")
-        sentences = [[BOS, *tokenize(text), EOS] for text in texts]
+        sentences = [[BOS, *tokens, EOS] for tokens in tokenized]
         sentences = [sentence for sentence in sentences if len(sentence) > 2]
         if not sentences:
             raise ValueError("no words to train a language model on (every text is empty)")
         counts = _adjusted_counts(sentences, order)
         vocabulary = sorted({word for sentence in sentences for word in sentence} | {UNK})
         predicted = [word for word in vocabulary if word != BOS]  # words a model can output
+        if closed_vocabulary is not None:
+            closed = set(closed_vocabulary)
+            outside = sorted(set(vocabulary) - closed - {BOS, EOS, UNK})
+            if outside:
+                raise ValueError(f"tokens {outside!r} are outside the closed vocabulary")
+            predicted = sorted((closed - {BOS, UNK}) | {EOS})
 
         log10_probs: list[dict] = []
         log10_backoffs: dict = {}
@@ -144,6 +170,8 @@ class NGramLM:
             table = {gram: math.log10(p) for gram, p in probabilities.items()}
             if n == 1:
                 table[(BOS,)] = NEVER_LOG10
+                if closed_vocabulary is not None:
+                    table[(UNK,)] = NEVER_LOG10
             log10_probs.append(table)
             for context, gamma in gammas.items():
                 if context:  # the empty context (unigrams) has no ARPA line

@@ -24,6 +24,7 @@ import numpy as np
 
 from ctclab.alphabet import ENGLISH, Alphabet
 from ctclab.decoding.beam import prefix_beam_search
+from ctclab.decoding.char_lm import CharNGramLM
 from ctclab.decoding.greedy import greedy_decode
 from ctclab.decoding.metrics import cer, edit_distance, wer
 from ctclab.runs import Run, best_run
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from ctclab.profiles import Profile
 
 DECODERS = ("greedy", "beam", "beam+LM")
+CHAR_LM_DECODER = "beam+charLM"  # beam + a character LM (EMG typing); decode_all only, not in the tables
 
 
 def find_decoding_run(profile: Profile) -> tuple[Path | None, str]:
@@ -98,29 +100,41 @@ def run_probabilities(
 def decode_all(
     probabilities: Sequence[np.ndarray],
     decoder: str,
-    lm: NGramLM | None = None,
+    lm: NGramLM | CharNGramLM | None = None,
     alpha: float = 0.5,
     beta: float = 1.0,
     beam_width: int = 32,
     alphabet: Alphabet = ENGLISH,
     unk_offset: float = -10.0,
+    sentence_bounds: bool = True,
 ) -> tuple[list[str], float]:
-    """Decode every utterance with one of :data:`DECODERS` (arguments: prefix_beam_search).
+    """Decode every utterance with one of :data:`DECODERS` or :data:`CHAR_LM_DECODER`.
+
+    The arguments are prefix_beam_search's: "beam+LM" takes a word ``lm.NGramLM`` (beta per word),
+    "beam+charLM" a ``char_lm.CharNGramLM`` (beta per character; ``sentence_bounds=False`` for
+    windows cut from inside sentences). ``unk_offset`` is the word LM's, ``sentence_bounds`` the
+    character LM's.
 
     Returns:
         (transcripts, seconds of decoding wall time).
     """
-    if decoder not in DECODERS:
-        raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+    if decoder not in (*DECODERS, CHAR_LM_DECODER):
+        raise ValueError(f"decoder must be one of {(*DECODERS, CHAR_LM_DECODER)}, got {decoder!r}")
     if decoder == "beam+LM" and lm is None:
         raise ValueError("the beam+LM decoder needs a language model (lm=None given)")
+    if decoder == "beam+LM" and isinstance(lm, CharNGramLM):
+        raise ValueError(f"the beam+LM decoder takes a word NGramLM; a CharNGramLM goes with {CHAR_LM_DECODER!r}")
+    if decoder == CHAR_LM_DECODER and not isinstance(lm, CharNGramLM):
+        raise ValueError(f"the {CHAR_LM_DECODER} decoder needs a CharNGramLM (lm={type(lm).__name__} given)")
     started = time.perf_counter()
     if decoder == "greedy":
         texts = [greedy_decode(p, alphabet=alphabet) for p in probabilities]
     else:
-        model = lm if decoder == "beam+LM" else None
+        model = lm if decoder != "beam" else None
         texts = [
-            prefix_beam_search(p, alphabet, beam_width, model, alpha, beta, unk_offset=unk_offset)
+            prefix_beam_search(
+                p, alphabet, beam_width, model, alpha, beta, unk_offset=unk_offset, sentence_bounds=sentence_bounds
+            )
             for p in probabilities
         ]
     return texts, time.perf_counter() - started
