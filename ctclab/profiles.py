@@ -56,8 +56,8 @@ class Profile:
     def results_for(self, family: str) -> str:
         """Run folder parent for one family of models, e.g. results/quick/course.
 
-        Families: "course" (notebook 01), "deep" (02), "transformers" (03), "emg" (04); the report
-        draws one loss-curve figure per family.
+        Families: "course" (notebook 01), "deep" (02), "transformers" (03), "emg" (04), "typing" (05);
+        the report draws one loss-curve figure per family.
         """
         return f"{self.results_dir}/{family}"
 

@@ -13,7 +13,7 @@ A training run owns ``results/<profile>/<family>/<name>/`` (or ``<results_dir>/<
     scores.json           held-out scores and decoded examples (evaluation, decoding, sEMG scoring)
     backup/               last epoch's weights + optimizer state; a re-run resumes from here
 
-and a profile's results folder holds ``streaming.json``, notebook 05's live measurements.
+and a profile's results folder holds ``streaming.json``, notebook 06's live measurements.
 
 Only this module reads or writes those files; :class:`Run` is the handle the trainer, the
 evaluators, sEMG scoring, live decoding and the report use. Importing it does not import Keras
@@ -283,7 +283,7 @@ def load_trained_model(
 
 
 def save_streaming_summary(results_dir: str | Path, summary: dict) -> Path:
-    """Notebook 05's live-decoding measurements, beside the profile's runs."""
+    """Notebook 06's live-decoding measurements, beside the profile's runs."""
     return _write_json(Path(results_dir) / STREAMING_SUMMARY, summary)
 
 

@@ -413,7 +413,7 @@ def check_zero_crossing_rate(function: Callable[[np.ndarray], np.ndarray], show:
     return run_check("zero-crossing rate (a Gaddy & Klein feature)", body, show)
 
 
-# ---------------------------------------------------------------------- notebook 05: a causal filter
+# ---------------------------------------------------------------------- notebook 06: a causal filter
 
 
 def check_chunk_filter(filter_class: Callable[..., Any], show: bool = True) -> CheckResult:

@@ -2,8 +2,8 @@
 
 The notebooks leave their results on disk, one run folder per trained model under
 ``results/<profile>/<family>/`` (files described in :mod:`ctclab.runs`, which alone reads them),
-plus notebook 05's live-decoding figures. Families are "course" (notebook 01), "deep" (02),
-"transformers" (03) and "emg" (04). :mod:`ctclab.report.runner` runs the notebooks and calls
+plus notebook 06's live-decoding figures. Families are "course" (notebook 01), "deep" (02),
+"transformers" (03), "emg" (04) and "typing" (05). :mod:`ctclab.report.runner` runs the notebooks and calls
 :func:`write_index`.
 """
 
@@ -27,6 +27,7 @@ FAMILY_TITLES = {
     "deep": "Deep models (notebook 02)",
     "transformers": "Attention models (notebook 03)",
     "emg": "sEMG models (notebook 04)",
+    "typing": "EMG typing models (notebook 05)",
 }
 SCORE_COLUMNS = {  # scores.json key -> results-table column
     "wer": "WER greedy",
@@ -158,7 +159,7 @@ def examples_html(results_dir: Path, per_family: int = 4) -> str:
 
 
 def streaming_html(results_dir: Path) -> str:
-    """Notebook 05's live-decoding measurements, if it wrote them."""
+    """Notebook 06's live-decoding measurements, if it wrote them."""
     streaming = load_streaming_summary(results_dir)
     if not streaming:
         return "<p>No streaming run.</p>"
@@ -242,7 +243,7 @@ synthesizer never used in training) and on a noisy, reverberant copy of the test
 utterances of the synthetic sessions.</p>
 {results_html(results_frame(results_dir))}
 <h2 id="examples">Decoded examples</h2>{examples_html(results_dir)}
-<h2 id="streaming">Live decoding (notebook 05)</h2>{streaming_html(results_dir)}
+<h2 id="streaming">Live decoding (notebook 06)</h2>{streaming_html(results_dir)}
 <h2 id="environment">Environment</h2><table>{env_rows}</table>
 </body></html>
 """
