@@ -12,10 +12,10 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 LAB_PORT ?= 8888
 
-.PHONY: report test lab exercises lint typecheck setup system-deps corpus emg-corpus benchmark clean
+.PHONY: report test lab exercises lint typecheck setup system-deps corpus emg-corpus typing-corpus benchmark clean
 
 ## report: the whole course under PROFILE (smoke | quick | full), written to report/index.html
-report: setup corpus emg-corpus
+report: setup corpus emg-corpus typing-corpus
 	$(PYTHON) -m ctclab.report --profile $(PROFILE)
 
 ## test: the gates (ruff lint + format check, mypy), then the whole test suite (includes notebook smoke runs)
@@ -40,7 +40,7 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
-## setup: system packages, the virtual environment and the compiled GRU op (idempotent)
+## setup: system packages, the virtual environment and the compiled ops (GRU recurrence, CTC loss; idempotent)
 setup: system-deps $(STAMP) $(KERNELS)
 
 system-deps:
@@ -65,7 +65,7 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	$(PYTHON) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
-# the GRU recurrence as one TensorFlow CPU op, compiled for this machine (ctclab/models/fused.py)
+# the GRU recurrence and the CTC loss as TensorFlow CPU ops, compiled for this machine (ctclab/kernels)
 $(KERNELS): $(STAMP) ctclab/kernels/gru_sequence.cc ctclab/kernels/ctc_loss.cc ctclab/kernels/__init__.py
 	$(PYTHON) -m ctclab.kernels
 	@touch $(KERNELS)
@@ -78,11 +78,16 @@ corpus: setup
 emg-corpus: setup corpus
 	$(PYTHON) -m ctclab.emg.corpus --profile $(PROFILE)
 
+## typing-corpus: the synthetic EMG typing corpus (emg2qwerty's HDF5 layout) typed from the grammar's text (cached)
+typing-corpus: setup
+	$(PYTHON) -m ctclab.emg.typing_corpus --profile $(PROFILE)
+
 ## benchmark: every measured ratio (see benchmarks/README.md); decode and streaming use the report's runs when present
 benchmark: setup corpus emg-corpus
 	$(PYTHON) benchmarks/train_step.py
 	$(PYTHON) benchmarks/models.py --quick
 	$(PYTHON) benchmarks/throughput.py
+	$(PYTHON) benchmarks/ctc_loss.py
 	$(PYTHON) benchmarks/decode.py --profile $(PROFILE)
 	$(PYTHON) benchmarks/streaming.py --profile $(PROFILE)
 
