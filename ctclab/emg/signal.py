@@ -1,6 +1,6 @@
-"""Surface-EMG signal processing: mains notch, high-pass, resampling and the two feature sets.
+"""Surface-EMG signal processing: mains notch, high-pass, resampling and the three feature sets.
 
-Two published feature pipelines, chosen by :class:`EMGFeatureConfig` ``kind``:
+Three published input pipelines, chosen by :class:`EMGFeatureConfig` ``kind``:
 
 - ``"gaddy"`` (Gaddy & Klein's silent-speech features). Raw EMG (T, 8) at 1000 Hz is notched at
   the mains frequency and its harmonics (IIR notch, Q 30, forward-backward), high-passed at 2 Hz
@@ -14,6 +14,11 @@ Two published feature pipelines, chosen by :class:`EMGFeatureConfig` ``kind``:
   already high-passed by the recording rig: per channel the power of a periodic-Hann 64-point
   FFT every 16 samples (125 frames/s), divided by the window energy (torchaudio's
   ``normalized=True``), then log10(power + 1e-6): 33 bins per channel, 1056 for 32 channels.
+- ``"raw"`` (the input of Gaddy & Klein's raw-EMG model, whose convolutions learn the features;
+  :meth:`EMGFeatureConfig.raw_emg`). The same notch and high-pass, then resampled to 689.06 Hz
+  (8 x 86.13 Hz: after the model's three stride-2 blocks, one output per mel frame) and squashed
+  as Gaddy & Klein do, 50 tanh(x / 20 / 50) for x in microvolts: about x / 20 for ordinary EMG,
+  at most +-50 for artefacts. A "frame" is one sample: (T', channels) float32, 1.45 ms apart.
 
 Everything here works on the samples it is given (no state across calls), so a live decoder can
 call :func:`emg_features` on each incoming window. Arrays are (time, channels) throughout;
@@ -34,10 +39,13 @@ from scipy import signal
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-FEATURE_KINDS = ("gaddy", "log_spectrogram")
+FEATURE_KINDS = ("gaddy", "log_spectrogram", "raw")
 GADDY_TIME_FEATURES = ("mean(w)", "rms(w)", "rms(r)", "zcr(p)", "mean(r)")  # w smooth, p residual, r = |p|
 ZERO_THRESHOLD = 1e-10  # |p| at or below this counts as 0, which counts as positive (librosa's rule)
 LOG_SPECTROGRAM_FLOOR = 1e-6  # emg2qwerty's log10(power + 1e-6)
+RAW_RATE = 689.06  # Hz: Gaddy & Klein's raw-EMG rate, 8 x 86.13 Hz (22050 Hz audio / hop 256)
+RAW_SCALE = 20.0  # µV per unit of the raw input (Gaddy & Klein's x / 20)
+RAW_LIMIT = 50.0  # units: the soft limit of RAW_LIMIT * tanh(x / RAW_LIMIT) (Gaddy & Klein's 50)
 
 
 @dataclass(frozen=True)
@@ -45,7 +53,8 @@ class EMGFeatureConfig:
     """Which EMG features to compute and from what input.
 
     Attributes:
-        kind: "gaddy" (5 time-domain + FFT magnitudes per channel) or "log_spectrogram".
+        kind: "gaddy" (5 time-domain + FFT magnitudes per channel), "log_spectrogram" or
+            "raw" (the filtered, resampled, squashed signal itself; see :meth:`raw_emg`).
         sample_rate: rate of the raw input in Hz (1000 for Gaddy & Klein / OpenBCI Cyton WiFi).
         num_channels: electrodes in the input (8 for Gaddy & Klein, 32 for emg2qwerty).
         mains_hz: mains frequency to notch out with its harmonics (60 in the Americas, 50 in
@@ -57,8 +66,9 @@ class EMGFeatureConfig:
         highpass_order: Butterworth order of the high-pass (applied forward and backward).
         feature_rate: rate the filtered signal is resampled to before framing, Hz (516.79 for
             Gaddy & Klein); None keeps ``sample_rate``.
-        frame_length: samples per analysis frame at ``feature_rate`` (16; also the FFT size).
-        frame_hop: samples between frames (6 gives 86.13 frames/s at 516.79 Hz).
+        frame_length: samples per analysis frame at ``feature_rate`` (16; also the FFT size;
+            1 for "raw", whose frames are single samples).
+        frame_hop: samples between frames (6 gives 86.13 frames/s at 516.79 Hz; 1 for "raw").
     """
 
     kind: str = "gaddy"
@@ -78,7 +88,12 @@ class EMGFeatureConfig:
             raise ValueError(f"EMG feature kind {self.kind!r} is not one of {FEATURE_KINDS}")
         if self.sample_rate <= 0 or self.num_channels < 1:
             raise ValueError(f"need sample_rate > 0 and num_channels >= 1, got {self.sample_rate}, {self.num_channels}")
-        if self.frame_length < 2 or not 1 <= self.frame_hop:
+        if self.kind == "raw" and (self.frame_length, self.frame_hop) != (1, 1):
+            raise ValueError(
+                f"kind 'raw' has one sample per frame: need frame_length = frame_hop = 1, got "
+                f"{self.frame_length}, {self.frame_hop} (EMGFeatureConfig.raw_emg() sets them)"
+            )
+        if self.kind != "raw" and (self.frame_length < 2 or not 1 <= self.frame_hop):
             raise ValueError(f"need frame_length >= 2 and frame_hop >= 1, got {self.frame_length}, {self.frame_hop}")
         if self.feature_rate is not None and not 0 < self.feature_rate <= self.sample_rate:
             raise ValueError(f"feature_rate must lie in (0, sample_rate={self.sample_rate}], got {self.feature_rate}")
@@ -99,6 +114,12 @@ class EMGFeatureConfig:
             frame_hop=16,
         )
 
+    @classmethod
+    def raw_emg(cls, feature_rate: float = RAW_RATE) -> EMGFeatureConfig:
+        """Gaddy & Klein's raw-EMG input: 8 channels at 1 kHz, notched at 60 Hz x 1-7, high-passed
+        at 2 Hz, resampled to ``feature_rate`` (689.06 Hz), squashed; one sample per frame."""
+        return cls(kind="raw", feature_rate=feature_rate, frame_length=1, frame_hop=1)
+
     @property
     def frequency_bins(self) -> int:
         """One-sided FFT bins per frame: frame_length // 2 + 1 (9 for Gaddy, 33 for emg2qwerty)."""
@@ -106,12 +127,14 @@ class EMGFeatureConfig:
 
     @property
     def features_per_channel(self) -> int:
+        if self.kind == "raw":
+            return 1  # the sample itself
         extra = len(GADDY_TIME_FEATURES) if self.kind == "gaddy" else 0
         return extra + self.frequency_bins
 
     @property
     def feature_dim(self) -> int:
-        """Size of one feature frame (112 for Gaddy with 8 channels, 1056 for emg2qwerty)."""
+        """Size of one feature frame (112 for Gaddy with 8 channels, 1056 for emg2qwerty, 8 for raw)."""
         return self.num_channels * self.features_per_channel
 
     @property
@@ -121,11 +144,12 @@ class EMGFeatureConfig:
 
     @property
     def frame_hop_ms(self) -> float:
-        """Time between feature frames in milliseconds (11.61 for Gaddy, 8 for emg2qwerty)."""
+        """Time between feature frames in milliseconds (11.61 for Gaddy, 8 for emg2qwerty, 1.45 for raw)."""
         return 1000.0 * self.frame_hop / self.frame_rate
 
     def num_frames(self, num_samples: int) -> int:
-        """Frames :func:`emg_features` returns for ``num_samples`` raw input samples."""
+        """Frames :func:`emg_features` returns for ``num_samples`` raw input samples (for "raw":
+        resampled_length(num_samples, sample_rate, frame_rate), one frame per resampled sample)."""
         resampled = resampled_length(num_samples, self.sample_rate, self.frame_rate)
         return max(0, 1 + (resampled - self.frame_length) // self.frame_hop)
 
@@ -347,6 +371,19 @@ def log_spectrogram(x: np.ndarray, n_fft: int = 64, hop: int = 16) -> np.ndarray
     return log_power.transpose(0, 2, 1).reshape(log_power.shape[0], -1).astype(np.float32)
 
 
+def squash_raw(x: np.ndarray) -> np.ndarray:
+    """Gaddy & Klein's scaling of filtered raw EMG: RAW_LIMIT * tanh(x / RAW_SCALE / RAW_LIMIT).
+
+    Args:
+        x: (T, C) microvolts.
+
+    Returns:
+        (T, C) float32 in (-RAW_LIMIT, RAW_LIMIT): x / RAW_SCALE for |x| well below 1000 µV
+        (within 1 % up to 170 µV), so EMG stays linear while electrode pops are capped.
+    """
+    return (RAW_LIMIT * np.tanh(np.asarray(x, dtype=np.float64) / (RAW_SCALE * RAW_LIMIT))).astype(np.float32)
+
+
 def emg_features(emg: np.ndarray, config: EMGFeatureConfig = EMGFeatureConfig()) -> np.ndarray:
     """Features of one raw recording or live window, as ``config`` describes.
 
@@ -371,13 +408,17 @@ def emg_features(emg: np.ndarray, config: EMGFeatureConfig = EMGFeatureConfig())
             f"{config.frame_length}-sample frame at {config.frame_rate} Hz"
         )
     x = preprocess(emg, config)
+    if config.kind == "raw":
+        return squash_raw(x)  # (T', C): one frame per resampled sample
     if config.kind == "gaddy":
         return gaddy_features(x, config.frame_length, config.frame_hop)
     return log_spectrogram(x, config.frame_length, config.frame_hop)
 
 
 def feature_names(config: EMGFeatureConfig = EMGFeatureConfig()) -> list[str]:
-    """Name of every feature column, e.g. "ch1 rms(w)" or "ch1 fft 3" (channel-major)."""
+    """Name of every feature column, e.g. "ch1 rms(w)", "ch1 fft 3" or "ch1 raw" (channel-major)."""
+    if config.kind == "raw":
+        return [f"ch{channel + 1} raw" for channel in range(config.num_channels)]
     time_names = GADDY_TIME_FEATURES if config.kind == "gaddy" else ()
     per_channel = [*time_names, *(f"fft {k}" for k in range(config.frequency_bins))]
     return [f"ch{channel + 1} {name}" for channel in range(config.num_channels) for name in per_channel]
