@@ -131,6 +131,16 @@ def test_overlapping_training_windows_hop_half_a_window(experiment, tmp_path):
         typing.window_descriptor_set(experiment["root"], tmp_path, train_overlap=1.0)
 
 
+@pytest.mark.parametrize(("window_ms", "batch"), [(300.0, 16), (600.0, 8), (1200.0, 4)])
+def test_a_batch_holds_the_same_seconds_of_emg_whatever_the_window(experiment, monkeypatch, window_ms, batch):
+    calls = []
+    monkeypatch.setattr(typing, "train_windowed", lambda *args, **kwargs: calls.append((args, kwargs)) or {})
+    typing.train_typing_runs({"x": small_model()}, experiment["descriptors"], experiment["profile"], 2, window_ms)
+    ((args, kwargs),) = calls
+    assert args[1:3] == (experiment["descriptors"][f"train_{window_ms:g}ms"], experiment["descriptors"]["val"])
+    assert args[5:7] == (2, batch) and batch * window_ms / 1000 == typing.BATCH_SECONDS
+
+
 def test_an_unknown_training_window_is_named(experiment):
     with pytest.raises(ValueError, match="no training windows of 450 ms"):
         typing.train_typing_runs({"x": small_model()}, experiment["descriptors"], experiment["profile"], 1, 450.0)

@@ -38,6 +38,7 @@ FAMILY = "typing"  # results/<profile>/typing/<run>: one loss-curve figure and t
 TEST_WINDOW_MS = 300.0  # seed 001: validation and test windows a live decoder could wait for
 TRAIN_WINDOWS_MS = (300.0, 600.0, 1200.0)  # seed 001's training window lengths
 FINETUNE_TRAIN_FRACTION = 0.8  # of the fine-tuning session, by time; the rest validates the fine-tuning
+BATCH_SECONDS = 4.8  # EMG per training batch: 16 x 300, 8 x 600 or 4 x 1,200 ms (same work, same updates)
 
 
 def build_corpus(profile: Profile) -> tuple[Path, dict]:
@@ -118,11 +119,13 @@ def _train(
     model: keras.Model, files: tuple[Path, Path], name: str, profile: Profile, epochs: int, **options: Any
 ) -> dict:
     """``train_windowed`` on (training, validation) ``files`` into the typing family with Adam (norm
-    clipped at 5); ``options``: learning_rate, then train_model's verbose and resume."""
+    clipped at 5) in batches of BATCH_SECONDS; ``options``: learning_rate, window_ms (of the training
+    windows), then train_model's verbose and resume."""
     import keras
 
     optimizer = keras.optimizers.Adam(options.pop("learning_rate"), clipnorm=5.0)
-    results_dir, batch = profile.results_for(FAMILY), profile.minibatch_size
+    batch = max(1, round(1000 * BATCH_SECONDS / options.pop("window_ms")))  # windows per batch
+    results_dir = profile.results_for(FAMILY)
     return train_windowed(model, *files, name, results_dir, epochs, batch, optimizer=optimizer, **options)
 
 
@@ -132,7 +135,7 @@ def train_typing_runs(
     profile: Profile,
     epochs: int | Mapping[str, int],
     train_window_ms: float | Mapping[str, float] = TEST_WINDOW_MS,
-    learning_rate: float = 2e-3,
+    learning_rate: float = 3e-3,
     verbose: int = 2,
 ) -> dict[str, dict]:
     """Train each model on training windows, validated on 300 ms ``val`` windows, into the typing family.
@@ -157,9 +160,8 @@ def train_typing_runs(
             raise ValueError(f"no training windows of {window_ms:g} ms in descriptors {sorted(descriptors)}")
         print(f"--- {name}: {model.count_params():,} parameters, {model_epochs} epochs on {window_ms:g} ms windows")
         files = (train_json, descriptors["val"])
-        histories[name] = _train(
-            model, files, name, profile, model_epochs, learning_rate=learning_rate, verbose=verbose
-        )
+        options = dict(learning_rate=learning_rate, window_ms=window_ms, verbose=verbose)
+        histories[name] = _train(model, files, name, profile, model_epochs, **options)
     return histories
 
 
@@ -181,7 +183,8 @@ def personalize(
     model = Run(Path(generic_run)).load_model()[0]
     print(f"--- {name}: {Path(generic_run).name} fine-tuned for {epochs} epochs on the held-out user")
     files = (descriptors["finetune"], descriptors["finetune_val"])
-    return _train(model, files, name, profile, epochs, learning_rate=learning_rate, verbose=verbose, resume=False)
+    options = dict(learning_rate=learning_rate, window_ms=TEST_WINDOW_MS, verbose=verbose, resume=False)
+    return _train(model, files, name, profile, epochs, **options)
 
 
 # ----------------------------------------------------------------------------------- scoring
@@ -191,10 +194,10 @@ def personalize(
 class CharLMSettings:
     """Prefix beam search with a character n-gram LM: Q(y) = ln P_ctc + alpha ln P_charlm(y) + beta |y|."""
 
-    order: int = 5  # characters per n-gram (emg2qwerty: 6, on far more text than our prompts)
-    beam_width: int = 16  # 300 ms windows hold one to three characters: a narrow beam suffices
-    alpha: float = 0.5  # LM weight
-    beta: float = 0.0  # bonus per character, nats
+    order: int = 6  # emg2qwerty's; a 300 ms window holds at most ~3 characters, so orders 4-6 decode alike
+    beam_width: int = 16  # one to three characters per window: a narrow beam suffices
+    alpha: float = 0.3  # LM weight and
+    beta: float = 1.0  # bonus per character (nats): the best of a 3 x 4 grid on the quick val windows
 
 
 def train_char_lm(root: str | Path, order: int = CharLMSettings.order) -> CharNGramLM:
