@@ -24,6 +24,7 @@ character is scored when the search appends it, so the search ranks by
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,8 +32,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ctclab.alphabet import ENGLISH, Alphabet
-from ctclab.decoding.beam import LN10
 from ctclab.decoding.lm import BOS, EOS, NGramLM
+
+LN10 = math.log(10.0)  # the LM speaks log10; the search scores in nats (as beam.LN10)
 
 if TYPE_CHECKING:
     from ctclab.decoding.beam import _Beams
