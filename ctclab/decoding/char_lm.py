@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
@@ -36,8 +36,6 @@ from ctclab.decoding.lm import BOS, EOS, NGramLM
 
 LN10 = math.log(10.0)  # the LM speaks log10; the search scores in nats (as beam.LN10)
 
-if TYPE_CHECKING:
-    from ctclab.decoding.beam import _Beams
 
 SPACE_TOKEN = "<space>"  # the ARPA token of the space character (ARPA splits tokens on white space)
 SENTENCE_END = EOS  # what log10_prob accepts as the "character" that ends a sentence
@@ -250,7 +248,12 @@ class CharScorer:
         return 0.0, 0.0, self.lm.start_history(self.sentence_bounds)
 
     def extensions(
-        self, beams: _Beams, candidates: np.ndarray, space_column: int, reachable: np.ndarray, states: dict
+        self,
+        beams: Any,  # beam._Beams (not imported: beam imports this module)
+        candidates: np.ndarray,
+        space_column: int,
+        reachable: np.ndarray,
+        states: dict,
     ) -> tuple[np.ndarray, ...]:
         """(bonus, finished, node, length) of every extension of every beam, each (B, K).
 
