@@ -46,7 +46,11 @@ class Profile:
 
         Separate folders let a smoke run (tests, CI) leave the quick corpus in place.
         """
-        return str(paths.data_dir("speech" if self.name == "quick" else f"speech_{self.name}"))
+        return self.data_folder("speech")
+
+    def data_folder(self, stem: str) -> str:
+        """This profile's folder for one built dataset: <home>/data/<stem> for quick, data/<stem>_<name> else."""
+        return str(paths.data_dir(stem if self.name == "quick" else f"{stem}_{self.name}"))
 
     @property
     def results_dir(self) -> str:

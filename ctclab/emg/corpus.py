@@ -63,7 +63,6 @@ import numpy as np
 import soundfile
 from tqdm import tqdm  # text bars: no ipywidgets needed in notebooks or exports
 
-from ctclab import paths
 from ctclab.data.descriptors import read_descriptors
 from ctclab.emg import synthesis
 from ctclab.profiles import get_profile
@@ -290,8 +289,7 @@ def corpus_config_for(profile_name: str | None = None) -> EMGCorpusConfig:
 
 def emg_corpus_dir(profile_name: str | None = None) -> str:
     """Where a profile's synthetic EMG corpus lives: data/emg (quick) or data/emg_<profile>."""
-    name = get_profile(profile_name).name
-    return str(paths.data_dir("emg" if name == "quick" else f"emg_{name}"))
+    return get_profile(profile_name).data_folder("emg")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -54,7 +54,6 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm  # text bars: no ipywidgets needed in notebooks or exports
 
-from ctclab import paths
 from ctclab.data.corpus import GRAMMAR_VERSION
 from ctclab.data.grammar import generate_texts
 from ctclab.emg import typing_synthesis as synthesis
@@ -304,8 +303,7 @@ def typing_config_for(profile_name: str | None = None) -> TypingCorpusConfig:
 
 def typing_corpus_dir(profile_name: str | None = None) -> str:
     """Where a profile's synthetic typing corpus lives: data/typing (quick) or data/typing_<profile>."""
-    name = get_profile(profile_name).name
-    return str(paths.data_dir("typing" if name == "quick" else f"typing_{name}"))
+    return get_profile(profile_name).data_folder("typing")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
