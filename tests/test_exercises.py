@@ -87,6 +87,7 @@ def test_every_notebook_has_an_exercise_and_the_course_list_is_complete():
         "check_conv_pool_length",
         "check_backoff_score",
         "check_zero_crossing_rate",
+        "check_edit_operations",
         "check_chunk_filter",
     ):
         assert check in calls

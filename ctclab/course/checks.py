@@ -12,6 +12,7 @@ The model exercises (models 1-4, the final model) are checked in :mod:`ctclab.co
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import traceback
@@ -411,6 +412,78 @@ def check_zero_crossing_rate(function: Callable[[np.ndarray], np.ndarray], show:
         return "4 hand-counted frames and random 8-channel frames agree"
 
     return run_check("zero-crossing rate (a Gaddy & Klein feature)", body, show)
+
+
+# ---------------------------------------------------------------------- notebook 05: S, D and I
+
+
+def _brute_force_distance(reference: str, hypothesis: str) -> int:
+    """The edit distance by plain recursion over the first characters (independent of any table)."""
+
+    @functools.cache
+    def distance(i: int, j: int) -> int:
+        if i == len(reference) or j == len(hypothesis):
+            return len(reference) - i + len(hypothesis) - j
+        keep = distance(i + 1, j + 1) + (reference[i] != hypothesis[j])
+        return min(keep, distance(i + 1, j) + 1, distance(i, j + 1) + 1)
+
+    return distance(0, 0)
+
+
+def check_edit_operations(function: Callable[[str, str], tuple[int, int, int]], show: bool = True) -> CheckResult:
+    """``function(reference, hypothesis) -> (S, D, I)`` of one minimum-edit alignment.
+
+    Expected: S + D + I is the edit distance (a brute-force recursion) and D - I is
+    len(reference) - len(hypothesis); where the minimum alignment is unique the counts are
+    hand-checked exactly (where it is not, e.g. "ab" against "ba", any minimum split passes).
+    """
+
+    def body() -> str:
+        table = [  # reference, hypothesis -> (S, D, I), counted by hand (each alignment unique)
+            ("abc", "abc", (0, 0, 0)),
+            ("abc", "abd", (1, 0, 0)),
+            ("abc", "ac", (0, 1, 0)),
+            ("ac", "abc", (0, 0, 1)),
+            ("", "xy", (0, 0, 2)),
+            ("xy", "", (0, 2, 0)),
+            ("the cat", "te cab", (1, 1, 0)),
+        ]
+        for reference, hypothesis, expected in table:
+            got = call(function, reference, hypothesis)
+            try:
+                got = tuple(int(count) for count in got)
+            except (TypeError, ValueError):
+                raise Failure(f"return the three counts (S, D, I) as a tuple, yours returned {got!r}") from None
+            if len(got) != 3:
+                raise Failure(f"return the three counts (S, D, I), yours returned {len(got)} values")
+            if got != expected:
+                names = ("substitutions", "deletions", "insertions")
+                wrong = next(name for name, a, b in zip(names, got, expected, strict=True) if a != b)
+                hint = {
+                    "deletions": "a deletion is a reference character missing from the hypothesis",
+                    "insertions": "an insertion is a hypothesis character with no reference character",
+                    "substitutions": "a substitution replaces one character by another (a match costs 0)",
+                }[wrong]
+                raise Failure(f"{reference!r} against {hypothesis!r} has (S, D, I) = {expected}, yours {got}: {hint}")
+        rng = np.random.default_rng(0)
+        for _ in range(60):
+            reference = "".join(rng.choice(list("ab "), size=rng.integers(0, 8)))
+            hypothesis = "".join(rng.choice(list("ab "), size=rng.integers(0, 8)))
+            s, d, i = (int(count) for count in call(function, reference, hypothesis))
+            distance = _brute_force_distance(reference, hypothesis)
+            if min(s, d, i) < 0 or s + d + i != distance:
+                raise Failure(
+                    f"{reference!r} against {hypothesis!r} needs {distance} edits, your S + D + I = {s + d + i}: "
+                    "take the cheapest of the three moves in every cell and trace the path back"
+                )
+            if d - i != len(reference) - len(hypothesis):
+                raise Failure(
+                    f"{reference!r} against {hypothesis!r}: deletions minus insertions must be the length "
+                    f"difference {len(reference) - len(hypothesis)}, yours {d - i}: are D and I swapped?"
+                )
+        return "7 hand-counted pairs and 60 random pairs (against a brute-force edit distance) agree"
+
+    return run_check("substitutions, deletions and insertions", body, show)
 
 
 # ---------------------------------------------------------------------- notebook 06: a causal filter
