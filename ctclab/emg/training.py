@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import keras
     import pandas as pd
 
+    from ctclab.decoding.char_lm import CharNGramLM
     from ctclab.decoding.lm import NGramLM
     from ctclab.profiles import Profile
 
@@ -333,23 +334,29 @@ class DecoderSettings:
 def decode_scores(
     probabilities: Sequence[np.ndarray],
     references: Sequence[str],
-    lm: NGramLM | None = None,
+    lm: NGramLM | CharNGramLM | None = None,
     settings: DecoderSettings = DecoderSettings(),
     alphabet: Alphabet = ENGLISH,
+    sentence_bounds: bool = True,
 ) -> dict:
     """WER / CER of greedy decoding and, when ``lm`` is given, of prefix beam search with it.
 
     Args:
         probabilities: one (T_i, C) array per utterance, trimmed to its output length.
         references: the true transcripts.
-        lm: an ``lm.NGramLM`` or None.
+        lm: a word ``lm.NGramLM`` (decoder "beam+LM"), a ``char_lm.CharNGramLM`` ("beam+charLM")
+            or None.
+        settings: the beam's width, alpha and beta (per word or per character, as the LM).
+        sentence_bounds: the character LM scores <s> and </s>; False for windows cut from inside
+            sentences (the word LM always does).
 
     Returns:
         {"greedy": (wer, cer), "lm": (wer, cer) or None, "utterances": n,
         "hypotheses": {"greedy": [...], "lm": [...] or None}}.
     """
+    from ctclab.decoding.char_lm import CharNGramLM
     from ctclab.decoding.metrics import cer, wer
-    from ctclab.decoding.tuning import decode_all
+    from ctclab.decoding.tuning import CHAR_LM_DECODER, decode_all
 
     greedy, _ = decode_all(probabilities, "greedy", alphabet=alphabet)
     scores: dict[str, Any] = {
@@ -359,8 +366,16 @@ def decode_scores(
         "hypotheses": {"greedy": greedy, "lm": None},
     }
     if lm is not None:
+        decoder = CHAR_LM_DECODER if isinstance(lm, CharNGramLM) else "beam+LM"
         beams, _ = decode_all(
-            probabilities, "beam+LM", lm, settings.alpha, settings.beta, settings.beam_width, alphabet
+            probabilities,
+            decoder,
+            lm,
+            settings.alpha,
+            settings.beta,
+            settings.beam_width,
+            alphabet,
+            sentence_bounds=sentence_bounds,
         )
         scores["lm"] = (wer(references, beams), cer(references, beams))
         scores["hypotheses"]["lm"] = beams
@@ -373,15 +388,17 @@ def score_run(
     vocabulary: str,
     run_dir: str | Path,
     desc_file: str | Path,
-    lm: NGramLM | None = None,
+    lm: NGramLM | CharNGramLM | None = None,
     settings: DecoderSettings = DecoderSettings(),
     limit: int | None = None,
     feature_loader: Callable[[str], np.ndarray] | None = None,
+    sentence_bounds: bool = True,
 ) -> dict:
     """One row of :func:`results_table`: a trained run decoded on one descriptor file.
 
     ``feature_loader`` as in ``evaluate_model`` (EMG runs pass an :class:`EMGFeatureLoader`;
     audio runs none). The run itself says which feature configuration it was trained on.
+    ``lm``, ``settings`` and ``sentence_bounds`` as in :func:`decode_scores`.
 
     Returns:
         {"model", "condition", "vocabulary", "references", "scores"} (see :func:`decode_scores`).
@@ -394,7 +411,7 @@ def score_run(
         "condition": condition,
         "vocabulary": vocabulary,
         "references": references,
-        "scores": decode_scores(probabilities, references, lm, settings),
+        "scores": decode_scores(probabilities, references, lm, settings, sentence_bounds=sentence_bounds),
         "run_dir": str(run_dir),
         "desc_file": str(desc_file),
     }

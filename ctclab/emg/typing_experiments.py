@@ -23,7 +23,15 @@ import numpy as np
 from ctclab.data.descriptors import read_descriptors, write_descriptors
 from ctclab.emg import loaders as emg_loaders
 from ctclab.emg import typing_corpus
-from ctclab.emg.training import normalize_transcript, qwerty_window_descriptors, save_scores, train_windowed
+from ctclab.emg.training import (
+    DecoderSettings,
+    EMGFeatureLoader,
+    normalize_transcript,
+    qwerty_window_descriptors,
+    save_scores,
+    score_run,
+    train_windowed,
+)
 from ctclab.runs import Run
 
 if TYPE_CHECKING:
@@ -191,7 +199,7 @@ def personalize(
 
 
 @dataclass(frozen=True)
-class CharLMSettings:
+class CharLMSettings(DecoderSettings):
     """Prefix beam search with a character n-gram LM: Q(y) = ln P_ctc + alpha ln P_charlm(y) + beta |y|."""
 
     order: int = 6  # emg2qwerty's; a 300 ms window holds at most ~3 characters, so orders 4-6 decode alike
@@ -222,32 +230,18 @@ def score_typing_run(
     """One row of :func:`typing_table` and ``save_scores``: a run decoded on ``desc_file``'s windows.
 
     Returns:
-        {"model", "condition", "vocabulary": "held-out user", "references", "scores" (as
-        ``decode_scores``; "lm": the character LM's, without sentence bounds since windows start
-        and end mid-sentence), "errors" (the greedy ErrorCounts), "run_dir", "desc_file"}.
+        ``score_run``'s row (vocabulary "held-out user"; "lm": the character LM's, without sentence
+        bounds since windows start and end mid-sentence) plus "errors" (the greedy ErrorCounts).
     """
-    from ctclab.decoding.metrics import cer, error_counts, wer
-    from ctclab.decoding.tuning import CHAR_LM_DECODER, decode_all, run_probabilities
+    from ctclab.decoding.metrics import error_counts
     from ctclab.emg.signal import EMGFeatureConfig
-    from ctclab.emg.training import EMGFeatureLoader, decode_scores
 
     loader = EMGFeatureLoader(EMGFeatureConfig.emg2qwerty())
-    probabilities, references = run_probabilities(run_dir, desc_file, limit=limit, feature_loader=loader)
-    scores = decode_scores(probabilities, references)  # greedy
-    if char_lm is not None:
-        lm_settings = (settings.alpha, settings.beta, settings.beam_width)
-        beams, _ = decode_all(probabilities, CHAR_LM_DECODER, char_lm, *lm_settings, sentence_bounds=False)
-        scores["lm"], scores["hypotheses"]["lm"] = (wer(references, beams), cer(references, beams)), beams
-    return {
-        "model": model,
-        "condition": condition,
-        "vocabulary": "held-out user",
-        "references": references,
-        "scores": scores,
-        "errors": error_counts(references, scores["hypotheses"]["greedy"], "char"),
-        "run_dir": str(run_dir),
-        "desc_file": str(desc_file),
-    }
+    row = score_run(
+        model, condition, "held-out user", run_dir, desc_file, char_lm, settings, limit, loader, sentence_bounds=False
+    )
+    row["errors"] = error_counts(row["references"], row["scores"]["hypotheses"]["greedy"], "char")
+    return row
 
 
 def save_typing_scores(rows: Sequence[dict]) -> list[Path]:
