@@ -20,23 +20,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 
 import numpy as np
 
-
-def alternated_seconds(functions, warmup: int, timed: int) -> list[list[float]]:
-    """Warm each function up, then time them in rounds (A, B, A, B, ...); seconds per function."""
-    for function in functions:
-        for _ in range(warmup):
-            function()
-    times: list[list[float]] = [[] for _ in functions]
-    for _ in range(timed):
-        for index, function in enumerate(functions):
-            start = time.perf_counter()
-            function()
-            times[index].append(time.perf_counter() - start)
-    return times
+from ctclab.benchmarking import alternated_seconds
 
 
 def main() -> None:

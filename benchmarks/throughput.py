@@ -60,13 +60,14 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from models import MODELS, fixed_batch, pin_to_two_cores, sizing_arguments
+
+from ctclab.benchmarking import alternated_seconds, seconds
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 INPUT_DIM = 161
@@ -215,13 +216,7 @@ def _best_matmul_seconds(library: str, size: int, repetitions: int) -> float:
     else:
         product = lambda: a @ b  # noqa: E731
     product()  # tracing, first touch
-    return min(_seconds(product) for _ in range(repetitions))
-
-
-def _seconds(function: Callable[[], Any]) -> float:
-    started = time.perf_counter()
-    function()
-    return time.perf_counter() - started
+    return min(seconds(product) for _ in range(repetitions))
 
 
 # ------------------------------------------------------------------------------------------- steps
@@ -237,18 +232,6 @@ def compiled_trainer(model: Any) -> Any:
     trainer = CTCTrainer(model)
     trainer.compile(optimizer=default_optimizer(), jit_compile=keras.backend.backend() == "jax")
     return trainer
-
-
-def alternated_step_seconds(steps: Sequence[Callable[[], Any]], warmup: int, timed: int) -> list[list[float]]:
-    """Warm every step function up, then time them in rounds (A, B, A, B, ...); seconds per function."""
-    for function in steps:
-        for _ in range(warmup):
-            function()
-    times: list[list[float]] = [[] for _ in steps]
-    for _ in range(timed):
-        for index, function in enumerate(steps):
-            times[index].append(_seconds(function))
-    return times
 
 
 def keras_gru_model_3(input_dim: int = INPUT_DIM, units: int = 200, output_dim: int = 29) -> Any:
@@ -330,12 +313,12 @@ def run(options: argparse.Namespace) -> None:
             continue
         flops, uncounted = forward_flops(model, x["features"])
         trainer = compiled_trainer(model)
-        (seconds,) = alternated_step_seconds([partial(trainer.train_on_batch, x, y)], options.warmup, options.steps)
+        (step_times,) = alternated_seconds([partial(trainer.train_on_batch, x, y)], options.warmup, options.steps)
         course = COURSE_PARAMETERS.get(label)
         note = f"course count {course:,}" if course is not None and course != model.count_params() else ""
         if uncounted:
             notes.append(f"{label}: layers with weights not counted: {', '.join(uncounted)}")
-        rows.append(row(label, model, seconds, x, 3 * flops, note))
+        rows.append(row(label, model, step_times, x, 3 * flops, note))
         print(f"  {label}: {rows[-1]['step ms']:.0f} ms/step", flush=True)
         peaks.append(matmul_peaks(backend))
     pair = None
@@ -349,7 +332,7 @@ def run(options: argparse.Namespace) -> None:
         )
         assert plain.count_params() == ours.count_params(), (plain.count_params(), ours.count_params())
         trainers = [compiled_trainer(plain), compiled_trainer(ours)]
-        times = alternated_step_seconds(
+        times = alternated_seconds(
             [partial(trainer.train_on_batch, x, y) for trainer in trainers],
             options.warmup,
             options.steps,
