@@ -275,19 +275,40 @@ class RelativePositionAttention(layers.Layer):
     W_r a learned projection and u, v learned biases (Dai et al. 2019; the Conformer's MHSA).
     Scores of padded keys are masked out, so padding never changes a real frame's output.
 
+    With ``chunk_frames`` the frames are cut into chunks of that many from the first, and a query
+    sees only the keys of its own chunk and of the ``left_chunks`` chunks before it (chunk-wise
+    attention for streaming: a chunk's outputs are final once the chunk has arrived, and since
+    the scores depend on i - j only, a chunk and its left context give the same outputs wherever
+    they stand in the utterance).
+
     Args:
         num_heads: attention heads.
         head_dim: size of each head's queries, keys and values.
         dropout_rate: dropout on the attention weights.
+        chunk_frames: None (every frame sees every frame) or the chunk length in frames.
+        left_chunks: chunks of left context, with ``chunk_frames``.
 
     Call: x (B, T, D), mask (B, T) bool or None -> (B, T, D).
     """
 
-    def __init__(self, num_heads: int, head_dim: int, dropout_rate: float = 0.0, **kwargs):
+    def __init__(
+        self,
+        num_heads: int,
+        head_dim: int,
+        dropout_rate: float = 0.0,
+        chunk_frames: int | None = None,
+        left_chunks: int = 0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if num_heads < 1 or head_dim < 1:
             raise ValueError(f"num_heads and head_dim must be positive, got {num_heads} and {head_dim}")
+        if (chunk_frames is not None and chunk_frames < 1) or left_chunks < 0:
+            raise ValueError(
+                f"need chunk_frames >= 1 (or None) and left_chunks >= 0, got {chunk_frames}, {left_chunks}"
+            )
         self.num_heads, self.head_dim, self.dropout_rate = num_heads, head_dim, dropout_rate
+        self.chunk_frames, self.left_chunks = chunk_frames, left_chunks
         inner = num_heads * head_dim
         self.query, self.key, self.value = (
             layers.Dense(inner, name=n, dtype=self.dtype_policy) for n in ("query", "key", "value")
@@ -328,6 +349,11 @@ class RelativePositionAttention(layers.Layer):
         scores = ops.cast(content + position, "float32") / math.sqrt(self.head_dim)  # softmax in float32
         if mask is not None:
             scores = ops.where(ops.cast(mask, "bool")[:, None, None, :], scores, -1e9)  # mask padded keys
+        if self.chunk_frames is not None:
+            chunk = ops.arange(time_steps) // self.chunk_frames  # (T,) chunk of each frame
+            behind = chunk[:, None] - chunk[None, :]  # (T, T): query's chunk - key's chunk
+            visible = ops.logical_and(behind >= 0, behind <= self.left_chunks)
+            scores = ops.where(visible[None, None], scores, -1e9)
         weights = self.dropout(ops.cast(ops.softmax(scores, axis=-1), value.dtype), training=training)
         attended = ops.einsum("bhij,bhjd->bhid", weights, value)  # (B, H, T, d)
         shape = ops.shape(attended)
@@ -341,5 +367,10 @@ class RelativePositionAttention(layers.Layer):
 
     def get_config(self) -> dict:
         return dict(
-            super().get_config(), num_heads=self.num_heads, head_dim=self.head_dim, dropout_rate=self.dropout_rate
+            super().get_config(),
+            num_heads=self.num_heads,
+            head_dim=self.head_dim,
+            dropout_rate=self.dropout_rate,
+            chunk_frames=self.chunk_frames,
+            left_chunks=self.left_chunks,
         )
