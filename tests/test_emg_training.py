@@ -113,15 +113,26 @@ def test_decode_scores_and_the_seed_000_table():
     assert scores["hypotheses"]["lm"] == [prefix_beam_search(p, lm=model, beam_width=16) for p in posteriors]
     table = emg.results_table(
         [
-            {"model": "audio", "condition": "voiced", "vocabulary": "closed", "scores": scores},
+            {
+                "model": "audio",
+                "condition": "voiced",
+                "vocabulary": "closed",
+                "scores": scores,
+                "references": references,
+            },
             {
                 "model": "EMG",
                 "condition": "silent",
                 "vocabulary": "open",
                 "scores": emg.decode_scores(posteriors, references),
+                "references": references,
             },
         ]
     )
-    assert list(table.columns) == ["utterances", "WER greedy", "CER greedy", "WER LM", "CER LM"]
+    parts = [f"{rate} {kind}" for rate in ("WER", "CER") for kind in ("substitutions", "deletions", "insertions")]
+    assert list(table.columns) == ["utterances", "WER greedy", "CER greedy", "WER LM", "CER LM", *parts]
+    audio = table.loc[("audio", "voiced", "closed")]  # "sevem" for "seven": one substitution, nothing else
+    assert (audio["WER substitutions"], audio["CER substitutions"]) == (pytest.approx(1 / 7), pytest.approx(1 / 35))
+    assert audio[["WER deletions", "WER insertions", "CER deletions", "CER insertions"]].tolist() == [0, 0, 0, 0]
     assert table.loc[("audio", "voiced", "closed"), "CER greedy"] == pytest.approx(1 / 35)
     assert np.isnan(table.loc[("EMG", "silent", "open"), "WER LM"])

@@ -7,7 +7,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ctclab.decoding.metrics import ErrorCounts, alignment_counts, cer, edit_distance, error_counts, wer
+from ctclab.decoding.metrics import (
+    ErrorCounts,
+    alignment_counts,
+    cer,
+    edit_distance,
+    error_breakdown,
+    error_counts,
+    wer,
+)
 
 CHARACTER_TABLE = [  # reference, hypothesis -> S, D, I (hand-computed)
     ("kitten", "sitting", 2, 0, 1),  # k->s, e->i, +g
@@ -124,3 +132,23 @@ def test_agrees_with_cer_wer_and_jiwer(character_pairs, word_pairs):
     """Same S + D + I and D - I as jiwer; at least jiwer's substitutions (it may pick another tied alignment)."""
     check_against_jiwer(character_pairs, "char", jiwer.process_characters, cer)
     check_against_jiwer(word_pairs, "word", jiwer.process_words, wer)
+
+
+def test_error_breakdown_by_hand_and_adding_up_to_wer_and_cer():
+    # words: "sat" -> "sit" (S), "down" inserted (I); characters: a -> i (S), " down" inserted (5 I);
+    # both alignments are the only ones of their length (ref is not a subsequence of hyp: no 'a' after 's')
+    reference, hypothesis = "the cat sat", "the cat sit down"
+    parts = error_breakdown(reference, hypothesis)
+    assert parts == {
+        "WER substitutions": pytest.approx(1 / 3),
+        "WER deletions": 0,
+        "WER insertions": pytest.approx(1 / 3),
+        "CER substitutions": pytest.approx(1 / 11),
+        "CER deletions": 0,
+        "CER insertions": pytest.approx(5 / 11),
+    }
+    references, hypotheses = ["ace of spades", "turn left"], ["ace of spade", "turn lft at"]
+    parts = error_breakdown(references, hypotheses)
+    for rate, total in (("WER", jiwer.wer(references, hypotheses)), ("CER", jiwer.cer(references, hypotheses))):
+        kinds = ("substitutions", "deletions", "insertions")
+        assert sum(parts[f"{rate} {kind}"] for kind in kinds) == pytest.approx(total)

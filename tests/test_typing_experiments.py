@@ -24,6 +24,9 @@ TABLE_COLUMNS = [
     "CER substitutions",
     "CER deletions",
     "CER insertions",
+    "WER substitutions",
+    "WER deletions",
+    "WER insertions",
 ]
 
 

@@ -197,3 +197,20 @@ def error_counts(references: Sequence[str] | str, hypotheses: Sequence[str] | st
     for reference_units, hypothesis_units in _unit_pairs(references, hypotheses, split):
         total += alignment_counts(reference_units, hypothesis_units)
     return total
+
+
+def error_breakdown(references: Sequence[str] | str, hypotheses: Sequence[str] | str) -> dict[str, float]:
+    """The WER and the CER split into their parts, as a results table's columns.
+
+    Returns:
+        {"WER substitutions", "WER deletions", "WER insertions", "CER substitutions",
+        "CER deletions", "CER insertions"}: rates per reference word / character, each triple
+        adding up to :func:`wer` / :func:`cer` of the same transcripts.
+    """
+    parts = {}
+    for unit, rate in (("word", "WER"), ("char", "CER")):
+        counts = error_counts(references, hypotheses, unit)
+        parts[f"{rate} substitutions"] = counts.substitution_rate
+        parts[f"{rate} deletions"] = counts.deletion_rate
+        parts[f"{rate} insertions"] = counts.insertion_rate
+    return parts

@@ -426,9 +426,13 @@ def results_table(rows: Sequence[dict]) -> pd.DataFrame:
 
     Returns:
         pandas DataFrame indexed by (model, condition, vocabulary) with columns utterances,
-        WER greedy, CER greedy, WER LM, CER LM (NaN where no LM was used).
+        WER greedy, CER greedy, WER LM, CER LM (NaN where no LM was used), then the greedy WER's
+        and CER's substitutions, deletions and insertions (``metrics.error_breakdown``; each
+        triple adds up to its greedy rate). Rows need "references" (as :func:`score_run` gives).
     """
     import pandas as pd
+
+    from ctclab.decoding.metrics import error_breakdown
 
     table = []
     for row in rows:
@@ -445,6 +449,7 @@ def results_table(rows: Sequence[dict]) -> pd.DataFrame:
                 "WER LM": lm_wer,
                 "CER LM": lm_cer,
             }
+            | error_breakdown(row["references"], scores["hypotheses"]["greedy"])
         )
     return pd.DataFrame(table).set_index(["model", "condition", "vocabulary"])
 

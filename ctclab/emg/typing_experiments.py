@@ -258,14 +258,18 @@ def typing_table(rows: Sequence[dict]) -> pd.DataFrame:
 
     Returns:
         pandas DataFrame indexed by model with columns condition, parameters, windows, CER greedy,
-        CER char LM (NaN without an LM) and the greedy CER's parts CER substitutions / deletions /
-        insertions (they add up to CER greedy).
+        CER char LM (NaN without an LM), the greedy CER's parts CER substitutions / deletions /
+        insertions (they add up to CER greedy) and the greedy WER's parts (windows hold parts of
+        words, so the CER is the headline).
     """
     import pandas as pd
 
+    from ctclab.decoding.metrics import error_breakdown
+
     table = []
     for row in rows:
-        scores, errors = row["scores"], row["errors"]
+        scores = row["scores"]
+        parts = error_breakdown(row["references"], scores["hypotheses"]["greedy"])
         table.append(
             {
                 "model": row["model"],
@@ -274,10 +278,9 @@ def typing_table(rows: Sequence[dict]) -> pd.DataFrame:
                 "windows": scores["utterances"],
                 "CER greedy": scores["greedy"][1],
                 "CER char LM": scores["lm"][1] if scores["lm"] is not None else np.nan,
-                "CER substitutions": errors.substitution_rate,
-                "CER deletions": errors.deletion_rate,
-                "CER insertions": errors.insertion_rate,
             }
+            | {name: parts[name] for name in ("CER substitutions", "CER deletions", "CER insertions")}
+            | {name: rate for name, rate in parts.items() if name.startswith("WER")}
         )
     return pd.DataFrame(table).set_index("model")
 
