@@ -184,7 +184,6 @@ class StatefulStream:
     def reset(self) -> None:
         """Forget the stream: zero states, empty buffers."""
         self.adapters = [_adapter(self.model.get_layer(name)) for name in self.names]
-        self.frames_in = self.frames_out = 0
 
     def _run(self, x: np.ndarray, start: int = 0) -> np.ndarray:
         """(1, n, D) frames through the adapters from ``start`` on; no adapter is handed zero frames."""
@@ -201,10 +200,7 @@ class StatefulStream:
             raise ValueError(f"expected frames of shape (n, {self.input_dim}), got {frames.shape}")
         if not np.all(np.isfinite(frames)):
             raise ValueError("the chunk holds non-finite feature values (NaN or inf)")
-        self.frames_in += len(frames)
-        posteriors = self._run(frames[None])[0]
-        self.frames_out += len(posteriors)
-        return posteriors
+        return self._run(frames[None])[0]
 
     def finish(self) -> np.ndarray:
         """End of stream: the posteriors still held back by look-ahead or an incomplete chunk."""
@@ -213,6 +209,4 @@ class StatefulStream:
             tail = adapter.finish()
             if tail is not None:
                 pieces.append(self._run(tail, index + 1)[0])
-        posteriors = np.concatenate(pieces)
-        self.frames_out += len(posteriors)
-        return posteriors
+        return np.concatenate(pieces)
