@@ -21,7 +21,9 @@ Three published input pipelines, chosen by :class:`EMGFeatureConfig` ``kind``:
   at most +-50 for artefacts. A "frame" is one sample: (T', channels) float32, 1.45 ms apart.
 
 Everything here works on the samples it is given (no state across calls), so a live decoder can
-call :func:`emg_features` on each incoming window. Arrays are (time, channels) throughout;
+call :func:`emg_features` on each incoming window. With ``causal=True`` every filter runs forward
+once from a settled state and no mean is removed, so the features of a recording are what a live
+stream computes sample by sample, once (:class:`ctclab.live.feature_stream.EMGFeatureStream`). Arrays are (time, channels) throughout;
 units are microvolts for raw EMG and Hz for rates.
 """
 
@@ -45,6 +47,8 @@ ZERO_THRESHOLD = 1e-10  # |p| at or below this counts as 0, which counts as posi
 LOG_SPECTROGRAM_FLOOR = 1e-6  # emg2qwerty's log10(power + 1e-6)
 RAW_RATE = 689.06  # Hz: Gaddy & Klein's raw-EMG rate, 8 x 86.13 Hz (22050 Hz audio / hop 256)
 RAW_SCALE = 20.0  # µV per unit of the raw input (Gaddy & Klein's x / 20)
+SMOOTHING_WIDTH = 9  # points of Gaddy & Klein's moving average (applied twice)
+CAUSAL_SMOOTHING_SPAN = 2 * (SMOOTHING_WIDTH // 2)  # samples the double average reaches each way
 RAW_LIMIT = 50.0  # units: the soft limit of RAW_LIMIT * tanh(x / RAW_LIMIT) (Gaddy & Klein's 50)
 
 
@@ -69,6 +73,12 @@ class EMGFeatureConfig:
         frame_length: samples per analysis frame at ``feature_rate`` (16; also the FFT size;
             1 for "raw", whose frames are single samples).
         frame_hop: samples between frames (6 gives 86.13 frames/s at 516.79 Hz; 1 for "raw").
+        causal: what a live stream can compute once per sample: notches, high-pass and the
+            anti-alias low-pass run forward only, starting settled on the first sample (no
+            backward pass, which would need the whole recording), and the Gaddy features keep the
+            signal's mean (the 2 Hz high-pass has removed it). A frame then depends on its own
+            samples and CAUSAL_SMOOTHING_SPAN resampled samples after them (the centred moving
+            averages). Models for stateful streaming train on these features.
     """
 
     kind: str = "gaddy"
@@ -82,6 +92,7 @@ class EMGFeatureConfig:
     feature_rate: float | None = 516.79
     frame_length: int = 16
     frame_hop: int = 6
+    causal: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in FEATURE_KINDS:
@@ -155,8 +166,16 @@ class EMGFeatureConfig:
 
     def cache_name(self) -> str:
         """A short stable name for cache folders."""
-        digest = hashlib.sha1(repr(sorted(asdict(self).items())).encode()).hexdigest()[:10]
+        settings = asdict(self)
+        if not self.causal:
+            del settings["causal"]  # the names cached before the field existed stay valid
+        digest = hashlib.sha1(repr(sorted(settings.items())).encode()).hexdigest()[:10]
         return f"emg-{self.kind}-{digest}"
+
+    @property
+    def frame_context(self) -> int:
+        """Resampled samples a frame reads past each end of its own (the centred smoothing's)."""
+        return CAUSAL_SMOOTHING_SPAN if self.kind == "gaddy" else 0
 
 
 # ------------------------------------------------------------------------------------ filters
@@ -192,6 +211,29 @@ def zero_phase(x: np.ndarray, sections: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     padding = min(3 * (2 * len(sections) + 1), x.shape[0] - 1)
     return signal.sosfiltfilt(sections, x, axis=0, padlen=padding)
+
+
+def forward_filter(
+    x: np.ndarray, sections: np.ndarray, state: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run second-order sections forward only (causal), from ``state`` or settled on the first sample.
+
+    Args:
+        x: (T, C) signal.
+        sections: (K, 6) second-order sections.
+        state: the (K, 2, C) state a previous call returned (the stream so far); None starts as
+            if ``x[0]`` had always been there (no step at the start, like a filter run for ever).
+
+    Returns:
+        (filtered (T, C) float64, state after the last sample). Calling it chunk by chunk with
+        the returned state equals one call on the concatenation.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if state is None:
+        if x.shape[0] == 0:
+            raise ValueError("a forward filter needs a first sample to settle on")
+        state = signal.sosfilt_zi(sections)[:, :, None] * x[0][None, None, :]  # (K, 2, C)
+    return signal.sosfilt(sections, x, axis=0, zi=state)
 
 
 def notch_filter(
@@ -289,7 +331,7 @@ def preprocess(emg: np.ndarray, config: EMGFeatureConfig) -> np.ndarray:
     x = _as_2d(emg)
     sections = preprocessing_sections(config)
     if sections is not None:
-        x = zero_phase(x, sections)
+        x = forward_filter(x, sections)[0] if config.causal else zero_phase(x, sections)
     return x if config.frame_rate == config.sample_rate else _interpolate(x, config.sample_rate, config.frame_rate)
 
 
@@ -304,7 +346,7 @@ def frame_signal(x: np.ndarray, frame_length: int, frame_hop: int) -> np.ndarray
     return frames[::frame_hop].transpose(0, 2, 1)  # (N, L, C)
 
 
-def double_moving_average(x: np.ndarray, width: int = 9) -> np.ndarray:
+def double_moving_average(x: np.ndarray, width: int = SMOOTHING_WIDTH) -> np.ndarray:
     """A ``width``-point moving average applied twice along time ('same' length, zero outside)."""
     kernel = np.ones(width) / width
     smooth_once = np.apply_along_axis(np.convolve, 0, x, kernel, mode="same")
@@ -327,18 +369,21 @@ def zero_crossing_rate(frames: np.ndarray) -> np.ndarray:
     return np.count_nonzero(negative[:, 1:] != negative[:, :-1], axis=1) / frames.shape[1]
 
 
-def gaddy_features(x: np.ndarray, frame_length: int = 16, frame_hop: int = 6) -> np.ndarray:
+def gaddy_features(x: np.ndarray, frame_length: int = 16, frame_hop: int = 6, remove_mean: bool = True) -> np.ndarray:
     """Gaddy & Klein's per-channel features of an already filtered, resampled signal.
 
     Args:
         x: (T, C) signal at the feature rate.
+        remove_mean: subtract each channel's mean over ``x`` first (Gaddy & Klein's; off for
+            causal features, where the mean of a whole recording is not known yet).
 
     Returns:
         (N, C * (5 + frame_length // 2 + 1)) float32, channel-major: for each channel
         [mean(w), rms(w), rms(r), zcr(p), mean(r), |FFT| bins 0..L/2].
     """
     x = _as_2d(x)
-    x = x - x.mean(axis=0, keepdims=True)
+    if remove_mean:
+        x = x - x.mean(axis=0, keepdims=True)
     smooth = double_moving_average(x)  # w
     residual = x - smooth  # p
     rectified = np.abs(residual)  # r
@@ -407,11 +452,15 @@ def emg_features(emg: np.ndarray, config: EMGFeatureConfig = EMGFeatureConfig())
             f"{emg.shape[0]} samples at {config.sample_rate} Hz is too short for one "
             f"{config.frame_length}-sample frame at {config.frame_rate} Hz"
         )
-    x = preprocess(emg, config)
+    return frame_features(preprocess(emg, config), config)
+
+
+def frame_features(x: np.ndarray, config: EMGFeatureConfig) -> np.ndarray:
+    """The features of an already filtered, resampled (T', C) signal: (frames, config.feature_dim)."""
     if config.kind == "raw":
         return squash_raw(x)  # (T', C): one frame per resampled sample
     if config.kind == "gaddy":
-        return gaddy_features(x, config.frame_length, config.frame_hop)
+        return gaddy_features(x, config.frame_length, config.frame_hop, remove_mean=not config.causal)
     return log_spectrogram(x, config.frame_length, config.frame_hop)
 
 

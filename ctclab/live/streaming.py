@@ -155,9 +155,8 @@ class CausalFilter:
         """(n, channels) -> (n, channels) filtered; the first sample sets a settled initial state."""
         if self.sos is None or chunk.shape[0] == 0:
             return chunk
-        if self.state is None:  # start as if the first value had always been there: no DC step
-            self.state = signal.sosfilt_zi(self.sos)[:, :, None] * chunk[0][None, None, :]  # (S, 2, C)
-        output, self.state = signal.sosfilt(self.sos, chunk, axis=0, zi=self.state)
+        # the first call starts as if its first value had always been there: no DC step
+        output, self.state = emg_signal.forward_filter(chunk, self.sos, self.state)
         return output
 
 
