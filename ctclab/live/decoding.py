@@ -34,7 +34,7 @@ from scipy.signal import resample_poly
 from ctclab.decoding.greedy import greedy_decode
 from ctclab.decoding.metrics import cer
 from ctclab.live.openbci import BoardLayout, BoardSession, BoardStalledError
-from ctclab.live.streaming import StreamConfig, WindowedDecoder, WindowResult
+from ctclab.live.streaming import StreamConfig, StreamDecoder, WindowedDecoder, WindowResult
 from ctclab.runs import best_scored_run, save_streaming_summary
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from ctclab.alphabet import Alphabet
     from ctclab.data.features import Normalizer
     from ctclab.emg.signal import EMGFeatureConfig
+    from ctclab.live.stateful import StatefulDecoder
     from ctclab.profiles import Profile
 
 
@@ -197,7 +198,7 @@ class StreamReport:
 
 def run_stream(
     session: BoardSession,
-    decoder: WindowedDecoder,
+    decoder: StreamDecoder,
     max_samples: int | None = None,
     max_seconds: float | None = None,
     on_window: Callable[[WindowResult], None] | None = None,
@@ -206,7 +207,7 @@ def run_stream(
 
     Args:
         session: an open board session; its first ``decoder.channels`` EXG rows are decoded.
-        decoder: a fresh WindowedDecoder at the session's sampling rate.
+        decoder: a fresh decoder at the session's sampling rate (WindowedDecoder, StatefulDecoder).
         max_samples: stop after this many samples (a playback file's length); None: no limit.
         max_seconds: stop after this much wall time; None: no limit (one of the two is needed).
         on_window: called with every WindowResult as soon as it is decoded (live display).
@@ -253,7 +254,7 @@ def run_stream(
             on_window(result)
     report.transcript, report.windows = decoder.transcript, list(decoder.results)
     report.samples_in, report.samples_filtered = decoder.samples_in, decoder.samples_filtered
-    report.samples_resampled, report.samples_decoded = decoder.signal.total, decoder.samples_decoded
+    report.samples_resampled, report.samples_decoded = decoder.samples_resampled, decoder.samples_decoded
     report.signal_s, report.wall_s = decoder.samples_in / decoder.input_rate, time.monotonic() - started
     return report
 
@@ -300,7 +301,37 @@ def emg_decoder(
     )
 
 
-def score_playback(decoder: WindowedDecoder, script: PlaybackScript) -> tuple[pd.DataFrame, float]:
+def stateful_emg_decoder(
+    model: keras.Model,
+    normalizer: Normalizer,
+    feature_config: EMGFeatureConfig,
+    alphabet: Alphabet,
+    input_rate: int,
+    config: StreamConfig | None = None,
+) -> StatefulDecoder:
+    """A StatefulDecoder for an sEMG run of a streaming builder on causal features.
+
+    Args:
+        model, normalizer, feature_config, alphabet: the trained run (``feature_config.causal``).
+        input_rate: the board's sampling rate in Hz (resampled to ``feature_config.sample_rate``).
+        config: the chunk size (``hop_ms``, default 100 ms), polling and stall timeout.
+    """
+    from ctclab.live.feature_stream import EMGFeatureStream
+    from ctclab.live.stateful import StatefulDecoder
+
+    return StatefulDecoder(
+        model,
+        EMGFeatureStream(feature_config),
+        normalizer,
+        input_rate=input_rate,
+        model_rate=int(feature_config.sample_rate),
+        channels=feature_config.num_channels,
+        alphabet=alphabet,
+        config=config or StreamConfig(hop_ms=100.0),
+    )
+
+
+def score_playback(decoder: StreamDecoder, script: PlaybackScript) -> tuple[pd.DataFrame, float]:
     """Per-sentence transcripts of a played-back session against the sentences it holds.
 
     Returns:

@@ -172,6 +172,15 @@ class EMGFeatureStream:
     def finish(self) -> np.ndarray | None:
         return self.frames.finish()
 
+    def whole(self, emg: np.ndarray) -> np.ndarray:
+        """The offline reference: the same features of a whole (T, C) recording at once."""
+        return emg_signal.emg_features(emg, self.config)
+
+    @property
+    def frame_hop_samples(self) -> float:
+        """Input samples (at ``config.sample_rate``) between frames."""
+        return self.config.frame_hop_ms * self.config.sample_rate / 1000
+
     @property
     def lookahead_ms(self) -> float:
         return 1000 * self.frames.lookahead_samples / self.config.frame_rate
@@ -195,16 +204,25 @@ class AudioFeatureStream:
         )
 
     def push(self, audio: np.ndarray) -> np.ndarray | None:
-        """(n,) samples -> the (m, feature_dim) frames now complete, or None."""
+        """(n,) or (n, 1) samples -> the (m, feature_dim) frames now complete, or None."""
         x = np.asarray(audio, np.float64)
+        x = x[:, 0] if x.ndim == 2 and x.shape[1] == 1 else x
         if x.ndim != 1:
-            raise ValueError(f"expected mono audio of shape (samples,), got {x.shape}")
+            raise ValueError(f"expected mono audio of shape (samples,) or (samples, 1), got {x.shape}")
         if not np.all(np.isfinite(x)):
             raise ValueError(f"the chunk holds {np.count_nonzero(~np.isfinite(x))} non-finite audio samples")
         return self.frames.push(x)
 
     def finish(self) -> np.ndarray | None:
         return self.frames.finish()
+
+    def whole(self, audio: np.ndarray) -> np.ndarray:
+        """The offline reference: the same features of a whole clip ((T,) or (T, 1)) at once."""
+        return featurize(np.asarray(audio, np.float64).reshape(-1), self.config)
+
+    @property
+    def frame_hop_samples(self) -> float:
+        return float(self.config.hop_samples)
 
     @property
     def lookahead_ms(self) -> float:

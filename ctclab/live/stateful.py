@@ -14,17 +14,29 @@ chunks, exactly what the next chunk needs, so every input frame is processed onc
 :meth:`StatefulStream.finish` ends the stream (the look-ahead sees zeros past the end, the last
 partial chunk is attended), so the posteriors of all chunks plus the finish equal the model's
 posteriors on the whole utterance, whatever the chunking (tests/test_streaming_models.py).
+
+:class:`StatefulDecoder` is the live decoder around it: board-rate chunks are resampled to the
+model's rate, featurized once per sample (:mod:`ctclab.live.feature_stream`), normalized, run
+through the StatefulStream every ``hop_ms`` of signal and greedy-decoded, with the counters,
+timestamps and transcript splitting every live decoder has (:class:`streaming.StreamDecoder`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
 from keras import layers, ops
 
+from ctclab.alphabet import ENGLISH, Alphabet
+from ctclab.live.streaming import StreamConfig, StreamDecoder, StreamResampler, WindowResult
 from ctclab.models.streaming_models import ChunkedTransformerBlock, LookAhead
+
+if TYPE_CHECKING:
+    from ctclab.data.features import Normalizer
+    from ctclab.live.feature_stream import AudioFeatureStream, EMGFeatureStream
 
 FRAME_WISE = (
     layers.Dense,
@@ -210,3 +222,106 @@ class StatefulStream:
             if tail is not None:
                 pieces.append(self._run(tail, index + 1)[0])
         return np.concatenate(pieces)
+
+
+class StatefulDecoder(StreamDecoder):
+    """Board-rate chunks in, transcript out, every sample processed once.
+
+    Per ``config.hop_ms`` of new signal (the chunk; 100 ms by default here): resample to the
+    model's rate (:class:`streaming.StreamResampler`), push through the feature stream (causal
+    filters, framing), normalize, run the new frames through a :class:`StatefulStream` and feed
+    the posteriors that became final to the greedy decoder. Output frame j stands for the
+    model-rate signal from j * unit on (unit = feature hop x model stride), as in the windowed
+    decoder; a chunk's latency is measured to the end of the newest frame it emitted, so it
+    holds the feature stream's and the model's look-ahead (``lookahead_ms``) and the processing.
+
+    Args:
+        model: a streaming model (``stream_layers``; :mod:`ctclab.models.streaming_models`).
+        features: a fresh :class:`~ctclab.live.feature_stream.EMGFeatureStream` or
+            :class:`~ctclab.live.feature_stream.AudioFeatureStream` at ``model_rate``.
+        normalizer: the training feature standardization.
+        input_rate: the board's (or the recording's) sampling rate in Hz.
+        model_rate: the rate the features expect in Hz.
+        channels: channels decoded (the first ``channels`` EXG rows; 1 for audio).
+        alphabet: the model's alphabet.
+        config: the chunk (``hop_ms``), polling and stall timeout; the contexts are unused (the
+            model carries its own state).
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        features: EMGFeatureStream | AudioFeatureStream,
+        normalizer: Normalizer,
+        input_rate: int,
+        model_rate: int,
+        channels: int,
+        alphabet: Alphabet = ENGLISH,
+        config: StreamConfig = StreamConfig(hop_ms=100.0),
+    ):
+        super().__init__(input_rate, model_rate, channels, config, alphabet)
+        self.model, self.features, self.normalizer = model, features, normalizer
+        self.stream = StatefulStream(model)
+        frame_ms = 1000 * features.frame_hop_samples / self.model_rate
+        self.lookahead_ms = features.lookahead_ms + model.lookahead_ms(frame_ms)
+        stride = 10_000 / int(model.output_length(20_000) - model.output_length(10_000))  # frames per output
+        self.unit = features.frame_hop_samples * stride  # model-rate samples per output frame
+        self.chunk = round(config.hop_ms * self.model_rate / 1000)
+        if self.chunk < 1:
+            raise ValueError(f"hop_ms {config.hop_ms} is shorter than one sample at {model_rate} Hz")
+        self.resampler = StreamResampler(self.input_rate, self.model_rate)
+        self.pending: list[np.ndarray] = []  # model-rate samples not yet featurized
+        self.resampled = self.featurized = self.frames_out = 0  # model-rate samples made / featurized
+        warm_up = StatefulStream(model)  # build every layer's eager path now, not in the first chunk
+        warm_up.process(np.zeros((32, self.stream.input_dim), np.float32))
+        warm_up.finish()
+
+    @property
+    def samples_resampled(self) -> int:
+        return self.resampled
+
+    def push(self, chunk: np.ndarray, timestamps: np.ndarray | None = None) -> list[WindowResult]:
+        """Add (n, channels) board-rate samples (and their (n,) unix timestamps); decode full chunks."""
+        self._check_chunk(chunk)
+        self._stamp(chunk, timestamps)
+        resampled = self.resampler.process(np.asarray(chunk, np.float64))
+        self.samples_filtered += chunk.shape[0]
+        self.resampled += resampled.shape[0]
+        self.pending.append(resampled)
+        if self.resampled - self.featurized < self.chunk:
+            return []
+        return [self._decode()]
+
+    def flush(self) -> list[WindowResult]:
+        """End of stream: the frames held back by the features' and the model's look-ahead."""
+        return [self._decode(final=True)]
+
+    def _decode(self, final: bool = False) -> WindowResult:
+        began = time.perf_counter()
+        block = np.concatenate(self.pending) if self.pending else np.zeros((0, self.channels))
+        self.pending, self.featurized = [], self.resampled
+        pushed = [self.features.push(block)] + ([self.features.finish()] if final else [])
+        frames = [f for f in pushed if f is not None and f.shape[0]]
+        posteriors = [self.stream.process(self.normalizer(f)) for f in frames]
+        if final:
+            posteriors.append(self.stream.finish())
+        output = np.concatenate(posteriors) if posteriors else np.zeros((0, self.stream.output_dim), np.float32)
+        first, self.frames_out = self.frames_out, self.frames_out + output.shape[0]
+        covered = self.resampled if final else min(self.resampled, int(self.frames_out * self.unit))
+        centre, self.samples_decoded = (self.samples_decoded, covered), max(self.samples_decoded, covered)
+        newest_end = (
+            min(self.resampled, int(np.ceil(self.frames_out * self.unit))) - 1
+        )  # the newest frame's last sample
+        return self._emit(
+            output,
+            self.unit * np.arange(first, self.frames_out),
+            centre,
+            began,
+            newest_end if output.shape[0] and newest_end >= 0 else None,
+        )
+
+    def offline_posteriors(self, signal: np.ndarray) -> np.ndarray:
+        """Reference: the same resampling, features and model over a whole (T, channels) recording."""
+        resampled = StreamResampler(self.input_rate, self.model_rate).process(np.asarray(signal, np.float64))
+        features = self.normalizer(self.features.whole(resampled))[None].astype(np.float32)  # (1, frames, F)
+        return np.asarray(self.model(features, training=False))[0]

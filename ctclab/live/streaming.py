@@ -149,7 +149,8 @@ class CausalFilter:
         if highpass_hz:
             sections.append(emg_signal.highpass_sections(sample_rate, highpass_hz, highpass_order))
         self.sos = np.concatenate(sections) if sections else None  # (sections, 6)
-        self.channels, self.state = channels, None
+        self.channels = channels
+        self.state: np.ndarray | None = None
 
     def process(self, chunk: np.ndarray) -> np.ndarray:
         """(n, channels) -> (n, channels) filtered; the first sample sets a settled initial state."""
@@ -262,7 +263,106 @@ class WindowResult:
     latency_s: float | None
 
 
-class WindowedDecoder:
+class StreamDecoder:
+    """What every live decoder keeps: counters, acquisition timestamps, the greedy transcript.
+
+    A subclass turns board-rate chunks into frame posteriors (:meth:`push`, :meth:`flush`) and
+    hands each batch of final frames to :meth:`_emit` with their model-rate sample positions.
+
+    Attributes:
+        samples_in: board-rate samples pushed; samples_filtered: of those, through the
+            resampler and the filter; samples_decoded: model-rate samples covered by decoded
+            frames (``samples_resampled`` once flushed); transcript; results (one WindowResult
+            per window or chunk); posteriors / positions: every emitted frame and its position.
+        lookahead_ms: signal after a frame's own span the decoder waits for before the frame is
+            out (part of every latency).
+    """
+
+    lookahead_ms: float = 0.0
+
+    def __init__(self, input_rate: int, model_rate: int, channels: int, config: StreamConfig, alphabet: Alphabet):
+        self.input_rate, self.model_rate, self.channels, self.config = (
+            int(input_rate),
+            int(model_rate),
+            channels,
+            config,
+        )
+        self.timestamps = SampleRing(4 * (self.input_rate + config_samples(config, self.input_rate)) + 4096, 1)
+        self.greedy = IncrementalGreedyDecoder(alphabet)
+        self.results: list[WindowResult] = []
+        self.posteriors: list[np.ndarray] = []  # (frames, C) of every window or chunk
+        self.positions: list[np.ndarray] = []  # model-rate sample position of every emitted frame
+        self.samples_in = self.samples_filtered = self.samples_decoded = 0
+
+    @property
+    def transcript(self) -> str:
+        return self.greedy.text
+
+    @property
+    def samples_resampled(self) -> int:
+        """Model-rate samples the resampler has made so far."""
+        raise NotImplementedError
+
+    def push(self, chunk: np.ndarray, timestamps: np.ndarray | None = None) -> list[WindowResult]:
+        raise NotImplementedError
+
+    def flush(self) -> list[WindowResult]:
+        raise NotImplementedError
+
+    def _check_chunk(self, chunk: np.ndarray) -> None:
+        if chunk.ndim != 2 or chunk.shape[1] != self.channels:
+            raise ValueError(f"expected (samples, {self.channels}) EMG, got shape {chunk.shape}")
+
+    def _stamp(self, part: np.ndarray, timestamps: np.ndarray | None) -> None:
+        """Record the acquisition times of ``part`` (NaN without timestamps) and count it in."""
+        self.samples_in += part.shape[0]
+        self.timestamps.append(
+            np.full((part.shape[0], 1), np.nan) if timestamps is None else np.asarray(timestamps, np.float64)[:, None]
+        )
+
+    def _emit(
+        self,
+        probabilities: np.ndarray,
+        positions: np.ndarray,
+        centre: tuple[int, int],
+        began: float,
+        last_sample: int | None,
+    ) -> WindowResult:
+        """Greedy-decode final frames; latency is measured to ``last_sample`` (model rate; None: none)."""
+        text = self.greedy.feed(probabilities)
+        self.posteriors.append(probabilities)
+        self.positions.append(positions)
+        processing = time.perf_counter() - began
+        stamp = np.nan if last_sample is None else self.timestamps.read(self._input_index(last_sample), 1)[0, 0]
+        latency = None if np.isnan(stamp) else time.time() - stamp
+        result = WindowResult(len(self.results), text, centre, processing, latency)
+        self.results.append(result)
+        return result
+
+    def _input_index(self, model_sample: int) -> int:
+        """The board-rate sample at the time of ``model_sample`` (clamped to what is readable)."""
+        index = model_sample * self.input_rate // self.model_rate
+        return int(np.clip(index, self.timestamps.total - self.timestamps.buffer.shape[0], self.timestamps.total - 1))
+
+    def split_transcript(self, starts: list[int]) -> list[str]:
+        """The transcript cut at utterance starts given in board-rate samples (PlaybackScript.starts).
+
+        A character belongs to the utterance in which the frame that emitted it lies.
+        """
+        positions = np.concatenate(self.positions) if self.positions else np.zeros(0)
+        boundaries = np.asarray(starts[1:], np.float64) * self.model_rate / self.input_rate  # model-rate samples
+        pieces: list[list[str]] = [[] for _ in starts]
+        for character, frame in zip(self.transcript, self.greedy.character_frames):
+            pieces[int(np.searchsorted(boundaries, positions[frame], side="right"))].append(character)
+        return [" ".join("".join(piece).split()) for piece in pieces]
+
+
+def config_samples(config: StreamConfig, rate: int) -> int:
+    """Board-rate samples of one window of ``config`` (left context + hop + right context)."""
+    return round((config.left_context_ms + config.hop_ms + config.right_context_ms) * rate / 1000)
+
+
+class WindowedDecoder(StreamDecoder):
     """Board-rate chunks in, transcript out: resample, filter, fixed windows, kept centres, greedy.
 
     Output frame j of a window starting at model-rate sample s stands for the signal from
@@ -309,16 +409,12 @@ class WindowedDecoder:
         def samples(ms: float) -> int:
             return round(ms * model_rate / 1000)
 
+        super().__init__(input_rate, model_rate, channels, config, alphabet)
         self.model, self.feature_function, self.normalizer = model, feature_function, normalizer
-        self.input_rate, self.model_rate, self.channels, self.config = (
-            int(input_rate),
-            int(model_rate),
-            channels,
-            config,
-        )
         self.signal_config = signal_config or emg_signal.EMGFeatureConfig()
         self.hop, self.left = samples(config.hop_ms), samples(config.left_context_ms)
         self.window = self.left + self.hop + samples(config.right_context_ms)  # model-rate samples
+        self.lookahead_ms = config.right_context_ms
         if self.hop < 1:
             raise ValueError(f"hop_ms {config.hop_ms} is shorter than one sample at {model_rate} Hz")
         self.window_frames, self.feature_dim = feature_function(np.zeros((self.window, channels))).shape
@@ -333,12 +429,6 @@ class WindowedDecoder:
         self.resampler = StreamResampler(input_rate, model_rate)
         self.filter = self._new_filter()
         self.signal = SampleRing(self.window + self.hop, channels)  # filtered, model rate
-        self.timestamps = SampleRing(4 * self.window * self.input_rate // self.model_rate + 4096, 1)
-        self.greedy = IncrementalGreedyDecoder(alphabet)
-        self.results: list[WindowResult] = []
-        self.posteriors: list[np.ndarray] = []  # kept (frames, C) of every window
-        self.positions: list[np.ndarray] = []  # model-rate sample position of every kept frame
-        self.samples_in = self.samples_filtered = self.samples_decoded = 0
 
     def _new_filter(self) -> CausalFilter:
         settings = self.signal_config
@@ -357,23 +447,17 @@ class WindowedDecoder:
         return math.ceil(offset / self.unit - 1e-9)
 
     @property
-    def transcript(self) -> str:
-        return self.greedy.text
+    def samples_resampled(self) -> int:
+        return self.signal.total
 
     def push(self, chunk: np.ndarray, timestamps: np.ndarray | None = None) -> list[WindowResult]:
         """Add (n, channels) board-rate samples (and their (n,) unix timestamps); decode full windows."""
-        if chunk.ndim != 2 or chunk.shape[1] != self.channels:
-            raise ValueError(f"expected (samples, {self.channels}) EMG, got shape {chunk.shape}")
+        self._check_chunk(chunk)
         results = []
         piece = max(1, self.hop * self.input_rate // self.model_rate)  # never outrun the ring
         for start in range(0, chunk.shape[0], piece):
             part = chunk[start : start + piece]
-            self.samples_in += part.shape[0]
-            self.timestamps.append(
-                np.full((part.shape[0], 1), np.nan)
-                if timestamps is None
-                else np.asarray(timestamps[start : start + piece], np.float64)[:, None]
-            )
+            self._stamp(part, None if timestamps is None else timestamps[start : start + piece])
             self.signal.append(self.filter.process(self.resampler.process(part)))
             self.samples_filtered += part.shape[0]
             while self.signal.total >= self._next_end():
@@ -402,22 +486,9 @@ class WindowedDecoder:
         probabilities = self.model_call(padded)  # (T', C)
         first = self._frame(self.samples_decoded - start)
         last = int(self.model.output_length(features.shape[0])) if final else self._frame(centre_end - start)
-        kept = probabilities[first:last]  # the centre's frames
-        text = self.greedy.feed(kept)
-        self.posteriors.append(kept)
-        self.positions.append(start + self.unit * np.arange(first, max(first, last)))
+        positions = start + self.unit * np.arange(first, max(first, last))
         centre, self.samples_decoded = (self.samples_decoded, centre_end), centre_end
-        processing = time.perf_counter() - began
-        stamp = self.timestamps.read(self._input_index(centre_end - 1), 1)[0, 0]
-        latency = None if np.isnan(stamp) else time.time() - stamp
-        result = WindowResult(len(self.results), text, centre, processing, latency)
-        self.results.append(result)
-        return result
-
-    def _input_index(self, model_sample: int) -> int:
-        """The board-rate sample at the time of ``model_sample`` (clamped to what is readable)."""
-        index = model_sample * self.input_rate // self.model_rate
-        return int(np.clip(index, self.timestamps.total - self.timestamps.buffer.shape[0], self.timestamps.total - 1))
+        return self._emit(probabilities[first:last], positions, centre, began, centre_end - 1)  # the centre's frames
 
     def offline_posteriors(self, emg: np.ndarray) -> np.ndarray:
         """Reference: the same resampling, filter, features and model over a whole recording at once.
@@ -432,15 +503,3 @@ class WindowedDecoder:
         filtered = self._new_filter().process(resampled)
         features = self.normalizer(self.feature_function(filtered))[None].astype(np.float32)  # (1, frames, F)
         return np.asarray(self.model(features, training=False))[0]
-
-    def split_transcript(self, starts: list[int]) -> list[str]:
-        """The transcript cut at utterance starts given in board-rate samples (PlaybackScript.starts).
-
-        A character belongs to the utterance in which the frame that emitted it lies.
-        """
-        positions = np.concatenate(self.positions) if self.positions else np.zeros(0)
-        boundaries = np.asarray(starts[1:], np.float64) * self.model_rate / self.input_rate  # model-rate samples
-        pieces: list[list[str]] = [[] for _ in starts]
-        for character, frame in zip(self.transcript, self.greedy.character_frames):
-            pieces[int(np.searchsorted(boundaries, positions[frame], side="right"))].append(character)
-        return [" ".join("".join(piece).split()) for piece in pieces]
