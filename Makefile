@@ -48,13 +48,13 @@ system-deps:
 		&& command -v sox >/dev/null && command -v chromium >/dev/null && command -v g++ >/dev/null \
 		&& test -d /usr/share/festival/voices/english/kal_diphone && test -d /usr/share/festival/voices/english/ked_diphone \
 		&& test -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts \
-		&& ldconfig -p | grep -q libsndfile; then \
-		echo "system packages: espeak-ng, flite, festival and its voices, sox, libsndfile, chromium, g++ present"; \
+		&& ldconfig -p | grep -q libsndfile && ldconfig -p | grep -q libportaudio; then \
+		echo "system packages: espeak-ng, flite, festival and its voices, sox, libsndfile, PortAudio, chromium, g++ present"; \
 	else \
-		echo "installing espeak-ng, flite, festival + voices, sox, libsndfile1, chromium, g++ with apt-get"; \
+		echo "installing espeak-ng, flite, festival + voices, sox, libsndfile1, libportaudio2, chromium, g++ with apt-get"; \
 		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
 			espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \
-			sox libsndfile1 chromium g++; \
+			sox libsndfile1 libportaudio2 chromium g++; \
 	fi
 
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml

@@ -1,29 +1,29 @@
-"""Live sEMG decoding through BrainFlow's playback board: per-window cost, latency, completeness.
+"""Live decoding, bidirectional-windowed vs streaming-native, on sEMG playback and on replayed speech.
 
-A few minutes of held-out sentences of the synthetic sEMG corpus are laid out as a BrainFlow
-playback file (Cyton-WiFi layout, 1000 Hz; or ``--board cyton``, 250 Hz, resampled to 1000 Hz by
-the decoder) and streamed through ``PLAYBACK_FILE_BOARD`` into ``live_decoding.run_stream`` with
-the trained sEMG run of notebook 04. It prints:
+**sEMG.** A few minutes of held-out sentences of the synthetic sEMG corpus are laid out as one
+BrainFlow playback file (Cyton-WiFi layout, 1000 Hz; or ``--board cyton``, 250 Hz, resampled to
+1000 Hz by the decoders) and streamed through ``PLAYBACK_FILE_BOARD`` twice:
 
-- per-window **processing** (features + model + greedy merge) median and 95th percentile, against
-  the 30 ms budget for a 300 ms hop;
-- **latency** (text out minus BrainFlow's acquisition timestamp of the window centre's last
-  sample) median and 95th percentile. It contains the look-ahead (right context), which the
-  board delivers ``--speed`` times faster than real time when replay is sped up, so latency is
-  only the user's latency at ``--speed 1`` (the default);
-- the **real-time factor** (processing seconds per second of signal);
-- **samples** drained from BrainFlow vs filtered vs covered by decoded windows, and samples the
-  board's package counter says were lost;
-- the **CER** of the live transcript against the known sentences, next to the same model decoding
-  each whole sentence offline;
-- the cost of one window's model call compiled with XLA vs a plain ``tf.function`` vs
-  ``model.predict``, as ratios.
+- the **windowed** baseline: notebook 04's bidirectional model re-run on fixed windows of
+  left context + hop + right context (``--left-ms``, ``--hop-ms``, ``--right-ms``);
+- the **stateful** streaming model (``ctclab.live.course_models``: causal conv, unidirectional
+  GRUs, a look-ahead row convolution; causal features) run once over the stream in chunks of
+  ``--chunk-ms``, carrying its state.
 
-Nothing is asserted. Usage, from the repository root (needs notebook 04's run, or ``--run``)::
+**Speech.** Held-out test utterances of the speech corpus are replayed back to back in real time
+(``ctclab.live.sources.replay``) into the stateful speech model and, when notebook 02's final
+(bidirectional) model exists, into the windowed decoder with it.
 
-    python benchmarks/streaming.py                       # 3 minutes of signal in real time
+For each decoder it prints CER live and offline (the same model on each whole sentence) and
+their ratio, latency median / p95 (text out minus the acquisition time of the newest frame's
+last sample; it holds the look-ahead, shown beside it), processing per window or chunk, and
+the real-time factor. Then the cost of one windowed model call compiled with XLA vs a plain
+``tf.function`` vs ``model.predict``. Nothing is asserted. Usage, from the repository root
+(trains the streaming models if notebook 06 has not)::
+
+    python benchmarks/streaming.py                       # 2 minutes of sEMG, 40 s of speech, real time
     python benchmarks/streaming.py --minutes 1 --speed 4 # faster-than-real-time replay
-    python benchmarks/streaming.py --board cyton         # 250 Hz board, resampled
+    python benchmarks/streaming.py --board cyton --skip-speech
 """
 
 from __future__ import annotations
@@ -41,14 +41,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 
 from ctclab import profiles
-from ctclab.decoding.metrics import cer
 from ctclab.emg import training as emg
+from ctclab.live import course_models, speech
 from ctclab.live import decoding as live_decoding
-from ctclab.live import openbci
+from ctclab.live.comparison import comparison_table, playback_row, replay_row
 from ctclab.live.streaming import StreamConfig, compiled_model_call
 from ctclab.runs import load_trained_model
-
-BUDGET_MS = 30.0  # per-window processing budget for a 300 ms hop
 
 
 def model_call_costs(model, frames: int, feature_dim: int, calls: int = 30) -> dict[str, float]:
@@ -76,32 +74,16 @@ def model_call_costs(model, frames: int, feature_dim: int, calls: int = 30) -> d
     return costs
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default=None, help="whose corpus and notebook-04 run ($PROFILE or quick)")
-    parser.add_argument(
-        "--run", default=None, help="an sEMG run folder (default: the best under results/<profile>/emg)"
-    )
-    parser.add_argument("--minutes", type=float, default=3.0, help="minutes of signal to stream")
-    parser.add_argument("--speed", type=float, default=1.0, help="replay speed (>1: faster than real time)")
-    parser.add_argument(
-        "--board",
-        default="cyton_wifi",
-        choices=["cyton_wifi", "cyton", "synthetic"],
-        help="layout of the playback file (its rate is the board's)",
-    )
-    parser.add_argument("--hop-ms", type=float, default=300.0)
-    parser.add_argument("--left-ms", type=float, default=600.0)
-    parser.add_argument("--right-ms", type=float, default=120.0)
-    args = parser.parse_args(argv)
-    profile = profiles.get_profile(args.profile)
-    run_dir = args.run or live_decoding.find_emg_run(profile.results_for("emg"))
-    if run_dir is None:
-        raise SystemExit(f"no sEMG run under {profile.results_for('emg')}: run notebook 04 or pass --run")
-    model, normalizer, feature_config, alphabet = load_trained_model(run_dir)
+def streaming_run(profile, name: str, train) -> Path:
+    folder = Path(profile.results_for(course_models.FAMILY)) / name
+    if not (folder / f"{name}.keras").exists():
+        print(f"no {folder}: training it (what notebook 06 does)")
+        train(profile, verbose=0)
+    return folder
 
+
+def emg_rows(args, profile) -> tuple[list[dict], object]:
     sentences = live_decoding.playback_recordings(emg.emg_corpus_dir(profile), 10_000, split="test")
-    sentences += live_decoding.playback_recordings(emg.emg_corpus_dir(profile), 10_000, split="dev")
     recordings, seconds = [], 0.0
     for samples, text in itertools.cycle(sentences):  # repeat the held-out sentences if needed
         if seconds >= 60 * args.minutes:
@@ -110,48 +92,89 @@ def main(argv=None) -> None:
         seconds += len(samples) / 1000
     folder = Path(tempfile.mkdtemp(prefix="ctc_lab_streaming_"))
     script = live_decoding.write_playback_file(folder / "benchmark.csv", recordings, 1000, args.board, args.speed)
-    config = StreamConfig(hop_ms=args.hop_ms, left_context_ms=args.left_ms, right_context_ms=args.right_ms)
-    decoder = live_decoding.emg_decoder(model, normalizer, feature_config, alphabet, script.sampling_rate, config)
     print(
-        f"run {run_dir} ({model.builder_config['builder']}, {model.count_params():,} parameters); "
-        f"{len(recordings)} sentences, {script.duration_s:.0f} s of signal at {script.sampling_rate} Hz "
-        f"({args.board} layout), replayed at {args.speed}x; window {decoder.window} samples "
-        f"= {args.left_ms:.0f} + {args.hop_ms:.0f} + {args.right_ms:.0f} ms, {os.cpu_count()} CPU cores"
+        f"sEMG: {len(recordings)} test sentences, {script.duration_s:.0f} s of signal at {script.sampling_rate} Hz "
+        f"({args.board} layout), replayed at {args.speed}x, {os.cpu_count()} CPU cores"
     )
+    rows, windowed = [], None
+    baseline = live_decoding.find_emg_run(profile.results_for("emg"))
+    if baseline is None:
+        print(f"  no notebook-04 run under {profile.results_for('emg')}: the windowed baseline is skipped")
+    else:
+        model, normalizer, features, alphabet = load_trained_model(baseline)
+        config = StreamConfig(hop_ms=args.hop_ms, left_context_ms=args.left_ms, right_context_ms=args.right_ms)
+        windowed = live_decoding.emg_decoder(model, normalizer, features, alphabet, script.sampling_rate, config)
+        offline = live_decoding.offline_transcripts(model, normalizer, features, alphabet, recordings)
+        rows.append(playback_row(f"windowed ({baseline.name})", windowed, script, offline))
+    run = streaming_run(profile, course_models.EMG_RUN, course_models.train_streaming_emg)
+    model, normalizer, features, alphabet = load_trained_model(run)
+    stateful = live_decoding.stateful_emg_decoder(
+        model, normalizer, features, alphabet, script.sampling_rate, StreamConfig(hop_ms=args.chunk_ms)
+    )
+    offline = live_decoding.offline_transcripts(model, normalizer, features, alphabet, recordings)
+    rows.append(playback_row(f"stateful ({run.name})", stateful, script, offline))
+    return rows, windowed
 
-    playback = openbci.BoardConfig("playback", playback_file=script.path, master_board=args.board)
-    with openbci.BoardSession(playback) as session:
-        report = live_decoding.run_stream(session, decoder, max_samples=script.num_samples)
-    summary = report.summary()
-    _, live_cer = live_decoding.score_playback(decoder, script)
-    offline = live_decoding.offline_transcripts(model, normalizer, feature_config, alphabet, recordings)
-    offline_cer = cer(script.texts, offline)
 
-    print(f"\nwindows {summary['windows']}, wall {summary['wall s']:.1f} s for {summary['signal s']:.1f} s of signal")
-    print(
-        f"processing per window: median {summary['processing ms median']:.1f} ms, "
-        f"p95 {summary['processing ms p95']:.1f} ms; median / budget {BUDGET_MS:.0f} ms = "
-        f"{summary['processing ms median'] / BUDGET_MS:.2f} ({'within' if summary['processing ms median'] <= BUDGET_MS else 'OVER'})"
-    )
-    print(
-        f"latency (acquisition to text): median {summary['latency ms median']:.0f} ms, "
-        f"p95 {summary['latency ms p95']:.0f} ms"
-        + (f"  [at {args.speed}x: the look-ahead arrives faster]" if args.speed != 1 else "")
-    )
-    print(f"real-time factor {summary['real-time factor']:.3f} (processing s per s of signal)")
-    print(
-        f"samples: in {report.samples_in}, filtered {report.samples_filtered} "
-        f"(ratio {report.samples_filtered / report.samples_in:.4f}), resampled {report.samples_resampled}, "
-        f"decoded {report.samples_decoded} (ratio {report.samples_decoded / max(1, report.samples_resampled):.4f}), "
-        f"file {script.num_samples}, board gaps {report.board_gaps}"
-    )
-    print(f"CER live {live_cer:.3f}; offline, the same model on each whole 1000 Hz sentence {offline_cer:.3f}")
+def speech_rows(args, profile) -> list[dict]:
+    recordings, seconds = [], 0.0
+    for audio, text in speech.speech_recordings(profile.descriptor("test"), 400):
+        if seconds >= args.speech_seconds:
+            break
+        recordings.append((audio, text))
+        seconds += len(audio) / 16000
+    print(f"speech: {len(recordings)} test utterances (unseen voices), {seconds:.0f} s, replayed at {args.speed}x")
+    rows = []
+    final = Path(profile.results_for("deep")) / "final"
+    if (final / "final.keras").exists():
+        model, normalizer, features, alphabet = load_trained_model(final)
+        config = StreamConfig(hop_ms=args.hop_ms, left_context_ms=args.left_ms, right_context_ms=args.right_ms)
+        decoder = speech.windowed_speech_decoder(model, normalizer, features, alphabet, config)
+        offline = speech.offline_transcripts(model, normalizer, features, alphabet, recordings)
+        rows.append(replay_row("windowed (final)", decoder, recordings, offline, args.speed))
+    else:
+        print(f"  no notebook-02 final model in {final}: the windowed baseline is skipped")
+    run = streaming_run(profile, course_models.SPEECH_RUN, course_models.train_streaming_speech)
+    model, normalizer, features, alphabet = load_trained_model(run)
+    decoder = speech.stateful_speech_decoder(model, normalizer, features, alphabet, StreamConfig(hop_ms=args.chunk_ms))
+    offline = speech.offline_transcripts(model, normalizer, features, alphabet, recordings)
+    rows.append(replay_row(f"stateful ({run.name})", decoder, recordings, offline, args.speed))
+    return rows
 
-    costs = model_call_costs(model, decoder.window_frames, decoder.feature_dim)
-    used = costs["XLA tf.function (used)"]
-    print(f"\nmodel call per window ({decoder.window_frames} frames x {decoder.feature_dim}):")
-    for name, cost in costs.items():
-        print(f"  {name:26s} {cost:8.2f} ms   x{cost / used:6.1f}")
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default=None, help="whose corpora and runs ($PROFILE or quick)")
+    parser.add_argument("--minutes", type=float, default=2.0, help="minutes of sEMG signal to stream")
+    parser.add_argument("--speech-seconds", type=float, default=40.0, help="seconds of speech to replay")
+    parser.add_argument("--speed", type=float, default=1.0, help="replay speed (>1: faster than real time)")
+    parser.add_argument(
+        "--board",
+        default="cyton_wifi",
+        choices=["cyton_wifi", "cyton", "synthetic"],
+        help="layout of the sEMG playback file (its rate is the board's)",
+    )
+    parser.add_argument("--hop-ms", type=float, default=300.0, help="windowed: new signal per window")
+    parser.add_argument("--left-ms", type=float, default=600.0, help="windowed: left context")
+    parser.add_argument("--right-ms", type=float, default=120.0, help="windowed: right context (look-ahead)")
+    parser.add_argument("--chunk-ms", type=float, default=100.0, help="stateful: signal per model call")
+    parser.add_argument("--skip-speech", action="store_true")
+    args = parser.parse_args(argv)
+    profile = profiles.get_profile(args.profile)
+    import pandas as pd
+
+    pd.set_option("display.width", 250)
+    pd.set_option("display.max_columns", 30)
+    rows, windowed = emg_rows(args, profile)
+    print(comparison_table(rows).drop(columns=["model"]).to_string(), "\n")
+    if not args.skip_speech:
+        print(comparison_table(speech_rows(args, profile)).drop(columns=["model"]).to_string(), "\n")
+    if windowed is not None:
+        costs = model_call_costs(windowed.model, windowed.window_frames, windowed.feature_dim)
+        used = costs["XLA tf.function (used)"]
+        print(f"windowed sEMG model call per window ({windowed.window_frames} frames x {windowed.feature_dim}):")
+        for name, cost in costs.items():
+            print(f"  {name:26s} {cost:8.2f} ms   x{cost / used:6.1f}")
 
 
 if __name__ == "__main__":

@@ -249,6 +249,16 @@ def run_stream(
         for result in decoder.push(data[rows].T, data[layout.timestamp_row]):
             if on_window:
                 on_window(result)
+    return finish_stream(decoder, report, started, on_window)
+
+
+def finish_stream(
+    decoder: StreamDecoder,
+    report: StreamReport,
+    started: float,
+    on_window: Callable[[WindowResult], None] | None = None,
+) -> StreamReport:
+    """Flush ``decoder`` at the end of a stream and fill ``report`` (started: ``time.monotonic()``)."""
     for result in decoder.flush():
         if on_window:
             on_window(result)
