@@ -82,7 +82,7 @@ def listen(
         raise MicrophoneUnavailable(f"no microphone: PortAudio finds no input device ({error})") from error
     blocks: queue.Queue[tuple[np.ndarray, float]] = queue.Queue()
 
-    def received(data, frames, stamps, status):  # PortAudio's thread: copy out, nothing else
+    def received(data: np.ndarray, frames: int, stamps: object, status: object) -> None:  # PortAudio thread: copy out
         blocks.put((data[:, :1].astype(np.float64).copy(), time.time()))
 
     rate, started = decoder.input_rate, time.monotonic()
