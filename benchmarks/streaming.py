@@ -46,7 +46,7 @@ from ctclab.live import course_models, speech
 from ctclab.live import decoding as live_decoding
 from ctclab.live.comparison import comparison_table, playback_row, replay_row
 from ctclab.live.streaming import StreamConfig, compiled_model_call
-from ctclab.runs import load_trained_model
+from ctclab.runs import Run, load_trained_model
 
 
 def model_call_costs(model, frames: int, feature_dim: int, calls: int = 30) -> dict[str, float]:
@@ -76,7 +76,7 @@ def model_call_costs(model, frames: int, feature_dim: int, calls: int = 30) -> d
 
 def streaming_run(profile, name: str, train) -> Path:
     folder = Path(profile.results_for(course_models.FAMILY)) / name
-    if not (folder / f"{name}.keras").exists():
+    if not Run(folder).is_trained:
         print(f"no {folder}: training it (what notebook 06 does)")
         train(profile, verbose=0)
     return folder
@@ -126,7 +126,7 @@ def speech_rows(args, profile) -> list[dict]:
     print(f"speech: {len(recordings)} test utterances (unseen voices), {seconds:.0f} s, replayed at {args.speed}x")
     rows = []
     final = Path(profile.results_for("deep")) / "final"
-    if (final / "final.keras").exists():
+    if Run(final).is_trained:
         model, normalizer, features, alphabet = load_trained_model(final)
         config = StreamConfig(hop_ms=args.hop_ms, left_context_ms=args.left_ms, right_context_ms=args.right_ms)
         decoder = speech.windowed_speech_decoder(model, normalizer, features, alphabet, config)

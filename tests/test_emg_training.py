@@ -136,3 +136,35 @@ def test_decode_scores_and_the_seed_000_table():
     assert audio[["WER deletions", "WER insertions", "CER deletions", "CER insertions"]].tolist() == [0, 0, 0, 0]
     assert table.loc[("audio", "voiced", "closed"), "CER greedy"] == pytest.approx(1 / 35)
     assert np.isnan(table.loc[("EMG", "silent", "open"), "WER LM"])
+
+
+def test_stream_descriptors_put_each_recording_in_one_stream_of_its_session(tmp_path):
+    from ctclab.data.descriptors import read_descriptors, write_descriptors
+    from ctclab.emg.training import STREAM_KEY_SEPARATOR, EMGFeatureLoader, stream_descriptors
+
+    rng = np.random.default_rng(0)
+    records = []
+    for index in range(23):
+        path = tmp_path / f"{index}_emg.npy"
+        samples = int(rng.integers(800, 3000))
+        np.save(path, rng.normal(size=(samples, 8)) * 20)
+        session, silent = f"s{index % 3}", bool(index % 2)
+        records.append(
+            {"key": str(path), "duration": samples / 1000, "text": f"w{index}", "session": session, "silent": silent}
+        )
+    source = write_descriptors(records, tmp_path / "train.json")
+    streams = read_descriptors(stream_descriptors(source, tmp_path / "streams.json", longest=3, max_duration=6.0))
+    parts = [stream["key"].split(STREAM_KEY_SEPARATOR) for stream in streams]
+    assert sorted(p for part in parts for p in part) == sorted(r["key"] for r in records)  # each exactly once
+    assert any(len(part) > 1 for part in parts) and max(len(part) for part in parts) <= 3
+    by_key = {r["key"]: r for r in records}
+    for stream, part in zip(streams, parts):
+        members = [by_key[key] for key in part]
+        assert {(m["session"], m["silent"]) for m in members} == {(stream["session"], stream["silent"])}
+        assert stream["text"] == " ".join(m["text"] for m in members)
+        assert stream["duration"] == pytest.approx(sum(m["duration"] for m in members), abs=1e-3)
+        assert len(part) == 1 or stream["duration"] <= 6.0
+    joined = next(stream["key"] for stream, part in zip(streams, parts) if len(part) > 1)
+    loader = EMGFeatureLoader()
+    expected = np.concatenate([np.load(key) for key in joined.split(STREAM_KEY_SEPARATOR)])
+    np.testing.assert_array_equal(loader.raw(joined), expected)

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from ctclab.profiles import Profile
 
 QWERTY_KEY_SEPARATOR = "#"  # "<session>.hdf5#<start>:<end>"
+STREAM_KEY_SEPARATOR = " + "  # "<a>_emg.npy + <b>_emg.npy": the recordings back to back (stream_descriptors)
 
 
 def emg_corpus_dir(profile: Profile | str | None = None) -> str:
@@ -133,6 +134,50 @@ def gaddy_descriptor_set(root: str | Path, out_dir: str | Path) -> dict[str, Pat
     return paths
 
 
+def stream_descriptors(
+    desc_file: str | Path,
+    out_file: str | Path,
+    longest: int = 3,
+    max_duration: float = 9.0,
+    seed: int = 0,
+) -> Path:
+    """A descriptor file of short streams: 1 to ``longest`` recordings of a session back to back.
+
+    A model that carries its state across a live stream meets the start of a sentence in the
+    middle of the previous one's state; trained on single recordings, each starting from zero
+    state, it never saw that. Each recording of ``desc_file`` appears in exactly one stream, with
+    the recordings of one session and condition (voiced / silent) that follow it in a shuffled
+    order, as long as the stream stays within ``max_duration`` seconds. Keys are joined by
+    ``STREAM_KEY_SEPARATOR`` (:class:`EMGFeatureLoader` concatenates the raw EMG), texts by a
+    space, durations summed; the other fields are the first recording's.
+
+    Returns:
+        ``out_file``.
+    """
+    from ctclab.data.descriptors import read_descriptors
+
+    rng = np.random.default_rng(seed)
+    groups: dict[tuple[Any, Any], list[dict]] = {}
+    for entry in read_descriptors(desc_file):
+        groups.setdefault((entry.get("session"), entry.get("silent")), []).append(entry)
+    streams = []
+    for entries in groups.values():
+        order = [entries[i] for i in rng.permutation(len(entries))]
+        while order:
+            size, stream = int(rng.integers(1, longest + 1)), [order.pop()]
+            while order and len(stream) < size and sum(e["duration"] for e in stream) + order[-1]["duration"] <= max_duration:
+                stream.append(order.pop())
+            streams.append(
+                {
+                    **stream[0],
+                    "key": STREAM_KEY_SEPARATOR.join(e["key"] for e in stream),
+                    "duration": round(sum(e["duration"] for e in stream), 3),
+                    "text": " ".join(e["text"] for e in stream),
+                }
+            )
+    return write_descriptors(streams, out_file)
+
+
 class EMGFeatureLoader:
     """``key -> (frames, feature_dim)`` features for AudioGenerator's ``feature_loader``.
 
@@ -165,6 +210,8 @@ class EMGFeatureLoader:
 
     def raw(self, key: str) -> np.ndarray:
         """The raw EMG a key names: (T, channels) at ``config.sample_rate``."""
+        if STREAM_KEY_SEPARATOR in key:  # recordings back to back, as a live stream has them
+            return np.concatenate([self.raw(part) for part in key.split(STREAM_KEY_SEPARATOR)])
         if QWERTY_KEY_SEPARATOR in key:
             path, _, span = key.rpartition(QWERTY_KEY_SEPARATOR)
             if path not in self._sessions:

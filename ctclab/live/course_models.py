@@ -7,7 +7,8 @@ whole sentence. They train on features a live stream can compute once per sample
 
 - sEMG: Gaddy-style features with ``EMGFeatureConfig(causal=True)`` (filters forward only, no mean
   removal), stride 3 like notebook 04's model: one output per 34.8 ms, 69.7 ms look-ahead, plus
-  the features' 34.8 ms;
+  the features' 34.8 ms; trained on streams of 1-3 recordings back to back
+  (``emg.training.stream_descriptors``), as live playback delivers them;
 - speech: the course's 161-bin spectrogram (frame-local, so already streamable), stride 3: one
   output per 30 ms, 60 ms look-ahead, plus the 20 ms window's 10 ms past its hop.
 
@@ -63,13 +64,14 @@ def train_streaming_emg(profile: Profile, epochs: int | None = None, verbose: in
     root = emg.emg_corpus_dir(profile)
     emg_corpus.build_emg_corpus(root, profile.corpus_dir, emg_corpus.corpus_config_for(profile.name))  # cached
     descriptors = emg.gaddy_descriptor_set(root, f"{root}/descriptors")
+    streams = emg.stream_descriptors(descriptors["train"], f"{root}/descriptors/train_streams.json")
     model = streaming_emg_model(profile.pick(smoke=32, quick=128, full=192))
     print(f"--- {EMG_RUN}: {model.count_params():,} parameters")
     train_model(
         model,
         f"{EMG_RUN}.pickle",
         f"{EMG_RUN}.keras",
-        descriptors["train"],
+        streams,  # 1-3 recordings back to back: the model learns to carry its state into a new sentence
         descriptors["dev"],
         minibatch_size=profile.minibatch_size,
         epochs=epochs or profile.pick(smoke=1, quick=14, full=40),
