@@ -195,3 +195,25 @@ def test_emg_scores_give_one_report_row_per_test_file(tmp_path):
     assert set(frame.parameters) == {bidirectional_rnn_model(**arguments).count_params()}
     examples = report_page.examples_html(tmp_path)
     assert "<th>beam + LM</th>" in examples and "<td>a c</td><td>a b</td>" in examples
+
+
+def test_the_live_decoding_section_lays_the_decoders_side_by_side(tmp_path):
+    from ctclab.runs import save_streaming_summary
+
+    assert "No streaming run" in report_page.streaming_html(tmp_path)
+    rows = [
+        {"signal": "sEMG playback", "decoder": "windowed", "CER live": 0.451, "latency ms median": 135.0},
+        {"signal": "sEMG playback", "decoder": "stateful", "CER live": 0.288, "look-ahead ms": 104.0},
+    ]
+    save_streaming_summary(tmp_path, {"sentences": 10, "decoders": rows})
+    page = report_page.streaming_html(tmp_path)
+    header = re.search(r"Windowed vs stateful decoders</h3><table class='streaming'><tr>(.*?)</tr>", page).group(1)
+    assert re.findall(r"<th>(.*?)</th>", header) == [
+        "signal",
+        "decoder",
+        "CER live",
+        "latency ms median",
+        "look-ahead ms",
+    ]
+    assert "<td>stateful</td><td>0.288</td><td></td><td>104</td>" in page
+    assert "<th>sentences</th><td>10</td>" in page

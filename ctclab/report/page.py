@@ -163,10 +163,20 @@ def streaming_html(results_dir: Path) -> str:
     streaming = load_streaming_summary(results_dir)
     if not streaming:
         return "<p>No streaming run.</p>"
+    decoders = streaming.pop("decoders", [])
     rows = "".join(
         f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in streaming.items()
     )
-    return f"<table class='streaming'>{rows}</table>"
+    page = f"<table class='streaming'>{rows}</table>"
+    if decoders:  # one row per decoder: the windowed baseline and the stateful model, sEMG and speech
+        columns = list(dict.fromkeys(key for row in decoders for key in row))
+        header = "".join(f"<th>{html.escape(column)}</th>" for column in columns)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(_fmt(row.get(column, '')))}</td>" for column in columns) + "</tr>"
+            for row in decoders
+        )
+        page += f"<h3>Windowed vs stateful decoders</h3><table class='streaming'><tr>{header}</tr>{body}</table>"
+    return page
 
 
 def _fmt(value: object) -> str:
