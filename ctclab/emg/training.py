@@ -165,7 +165,11 @@ def stream_descriptors(
         order = [entries[i] for i in rng.permutation(len(entries))]
         while order:
             size, stream = int(rng.integers(1, longest + 1)), [order.pop()]
-            while order and len(stream) < size and sum(e["duration"] for e in stream) + order[-1]["duration"] <= max_duration:
+            while (
+                order
+                and len(stream) < size
+                and sum(e["duration"] for e in stream) + order[-1]["duration"] <= max_duration
+            ):
                 stream.append(order.pop())
             streams.append(
                 {
