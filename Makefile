@@ -11,6 +11,8 @@ export KERAS_BACKEND ?= tensorflow
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 LAB_PORT ?= 8888
+# KenLM (optional, a source build): make KENLM=1 ...; CI always installs it
+KENLM ?= $(if $(filter true,$(CI)),1,0)
 
 .PHONY: report test lab exercises lint typecheck setup system-deps corpus emg-corpus typing-corpus benchmark clean
 
@@ -57,11 +59,13 @@ system-deps:
 			sox libsndfile1 libportaudio2 chromium g++; \
 	fi
 
-$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
+$(STAMP): requirements.txt requirements.lock requirements-nodeps.txt requirements-kenlm.txt pyproject.toml
 	@test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet -r requirements.txt
+	$(PYTHON) -m pip install --quiet -r requirements.txt -c requirements.lock
 	$(PYTHON) -m pip install --quiet --no-deps -r requirements-nodeps.txt
+	@if [ "$(KENLM)" = 1 ]; then $(PYTHON) -m pip install --quiet -r requirements-kenlm.txt -c requirements.lock; \
+		else echo "KenLM is optional and not installed by this run (make KENLM=1 setup); its cross-checks skip without it"; fi
 	$(PYTHON) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
