@@ -153,7 +153,9 @@ def test_nan_stop_names_utterances_with_nonfinite_features(tone_corpus, tmp_path
     """The callback on its own: features planted with NaN after loading are found and named."""
     monkeypatch.setenv("CTCLAB_HOME", str(tmp_path))
     generator = AudioGenerator(tone_corpus, minibatch_size=3, verbose=False)
-    generator.feats[4][0, 3] = np.nan
+    planted = generator.feats[4]  # the store hands out copies; write the planted one back
+    planted[0, 3] = np.nan
+    generator.feats[4] = planted
     callback = StopOnNaN(generator)
     callback.set_model(small_model())
     callback.on_epoch_begin(2)

@@ -408,12 +408,28 @@ class Augmenter:
     ) -> tuple[np.ndarray, str]:
         """(noise of ``kind``, the kind used): babble without other waveforms falls back to pink."""
         if kind == "babble":
-            others = [w for i, w in enumerate(self.babble_pool) if i != exclude]
+            others = _Without(self.babble_pool, exclude)  # a view: a lazy pool is read only where drawn
             if others:
                 low, high = self.config.babble_speakers
                 return babble_noise(num_samples, others, rng, int(rng.integers(low, high + 1))), kind
             kind = "pink"
         return (white_noise if kind == "white" else pink_noise)(num_samples, rng), kind
+
+
+class _Without(Sequence):
+    """``pool`` without the item at ``exclude`` (None: all of it), indexed like the list of the rest."""
+
+    def __init__(self, pool: Sequence[np.ndarray], exclude: int | None):
+        self.pool = pool
+        self.exclude = exclude if exclude is not None and 0 <= exclude < len(pool) else None
+
+    def __len__(self) -> int:
+        return len(self.pool) - (self.exclude is not None)
+
+    def __getitem__(self, index: int) -> np.ndarray:  # type: ignore[override]
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self.pool[index + (self.exclude is not None and index >= self.exclude)]
 
 
 # ------------------------------------------------------------------- splits and examples

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -219,6 +220,44 @@ class FeatureCache:
         return feature
 
 
+class FrameStatistics:
+    """Running per-dimension mean and variance of feature frames, float64 (Chan et al.'s merge).
+
+    Each added (T, F) array's own mean and sum of squared deviations are merged into the totals
+    with Chan, Golub & LeVeque's pairwise formula, which stays accurate where the naive sum of
+    squares loses everything to cancellation (a large mean with a small spread).
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.mean: np.ndarray | None = None  # (F,) float64
+        self.m2: np.ndarray | None = None  # (F,) sum of squared deviations from the mean
+
+    def add(self, feature: np.ndarray) -> None:
+        """Merge the frames of one (T, F) array."""
+        frames = np.asarray(feature, np.float64)
+        n = frames.shape[0]
+        if n == 0:
+            return
+        mean = frames.mean(axis=0)
+        m2 = ((frames - mean) ** 2).sum(axis=0)
+        if self.mean is None or self.m2 is None:
+            self.count, self.mean, self.m2 = n, mean, m2
+            return
+        total = self.count + n
+        delta = mean - self.mean
+        self.mean = self.mean + delta * (n / total)
+        self.m2 = self.m2 + m2 + delta**2 * (self.count * n / total)
+        self.count = total
+
+    def normalizer(self) -> Normalizer:
+        """The population mean and std so far (std floored at 1e-6)."""
+        if self.mean is None or self.m2 is None:
+            raise ValueError("no frames to fit a normalizer on")
+        std = np.sqrt(self.m2 / self.count)
+        return Normalizer(self.mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32))
+
+
 @dataclass
 class Normalizer:
     """Per-dimension feature standardization fitted on training features.
@@ -232,10 +271,16 @@ class Normalizer:
     std: np.ndarray
 
     @classmethod
-    def fit(cls, features: list[np.ndarray]) -> Normalizer:
-        """Mean and std over all frames of ``features`` (a list of (T_i, F) arrays)."""
-        frames = np.concatenate(features, axis=0).astype(np.float64)  # (sum T_i, F)
-        return cls(frames.mean(axis=0).astype(np.float32), np.maximum(frames.std(axis=0), 1e-6).astype(np.float32))
+    def fit(cls, features: Iterable[np.ndarray]) -> Normalizer:
+        """Mean and std over all frames of ``features`` ((T_i, F) arrays), in one streaming pass.
+
+        Nothing is concatenated: :class:`FrameStatistics` merges each array's moments, so memory
+        stays at one array whatever the corpus size.
+        """
+        statistics = FrameStatistics()
+        for feature in features:
+            statistics.add(feature)
+        return statistics.normalizer()
 
     def __call__(self, feature: np.ndarray) -> np.ndarray:
         return (feature - self.mean) / self.std

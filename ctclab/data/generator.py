@@ -49,6 +49,7 @@ from ctclab.alphabet import ENGLISH, Alphabet
 from ctclab.data.audio import AudioError, read_audio
 from ctclab.data.augment import AugmentConfig, Augmenter
 from ctclab.data.descriptors import read_descriptors
+from ctclab.data.feature_store import AudioClips, FeatureStore, fill_cache
 from ctclab.data.features import FeatureCache, FeatureConfig, Normalizer, featurize
 
 if TYPE_CHECKING:
@@ -118,6 +119,8 @@ class AudioGenerator(keras.utils.PyDataset):
         augment: augment every training batch on the fly (see the module docstring); None
             serves the cached clean features. Only for audio (no ``feature_loader``) and
             shuffled (training) generators: validation and test never augment.
+        featurize_workers: processes that compute missing feature-cache files first (audio
+            only; default: one per CPU core; 1: in this process).
         verbose: print the skip summary and show a progress bar while featurizing.
         **pydataset_kwargs: ``workers`` / ``use_multiprocessing`` / ``max_queue_size``.
     """
@@ -139,6 +142,7 @@ class AudioGenerator(keras.utils.PyDataset):
         limit: int | None = None,
         seed: int = 0,
         augment: AugmentConfig | None = None,
+        featurize_workers: int | None = None,
         verbose: bool = True,
         **pydataset_kwargs,
     ):
@@ -157,12 +161,22 @@ class AudioGenerator(keras.utils.PyDataset):
         self.seed = seed
         self.skipped = SkipReport()
         self.augment_fallbacks: Counter[str] = Counter()  # clean features served instead, by reason
-        self.waveforms: list[np.ndarray] = []  # (N_i,) float32 clips, kept only when augmenting
         self._keep_waveforms = augment is not None
         records = read_descriptors(desc_file)[:limit]
-        # without a feature_loader, ``features`` is an audio FeatureConfig (see the docstring)
-        load = feature_loader or FeatureCache(cast(FeatureConfig, features), cache_dir).get
+        self.feats = FeatureStore(features.feature_dim)  # on disk (the temporary folder, $TMPDIR), read per batch
+        if feature_loader is None:  # ``features`` is then an audio FeatureConfig (see the docstring)
+            audio = cast(FeatureConfig, features)
+            if cache_dir is not None:
+                keys = [r["key"] for r in records if r["duration"] <= max_duration]
+                fill_cache(keys, audio, cache_dir, featurize_workers, verbose)
+            load: Callable[[str], np.ndarray] = FeatureCache(audio, cache_dir).get
+        else:
+            load = feature_loader
         self._load(records, max_duration, load, verbose)
+        # (N_i,) float32 clips read back from disk per batch, only when augmenting
+        self.waveforms: Sequence[np.ndarray] = (
+            AudioClips(self.keys, cast(FeatureConfig, features).sample_rate) if self._keep_waveforms else []
+        )
         if not self.texts:
             raise ValueError(f"{desc_file}: no usable utterances\n{self.skipped.summary(str(desc_file), 0)}")
         self.normalizer = normalizer or Normalizer.fit(self.feats)  # clean features, even when augmenting
@@ -175,7 +189,7 @@ class AudioGenerator(keras.utils.PyDataset):
             print(self.skipped.summary(str(desc_file), len(self.texts)))
 
     def _load(self, records: list[dict], max_duration: float, load: Callable[[str], np.ndarray], verbose: bool) -> None:
-        self.keys, self.durations, self.texts, self.labels, self.feats = [], [], [], [], []
+        self.keys, self.durations, self.texts, self.labels = [], [], [], []
         for record in tqdm(records, desc=f"features {self.desc_file.name}", disable=not verbose, leave=False):
             key, text = record["key"], record["text"]
             if record["duration"] > max_duration:
@@ -188,7 +202,8 @@ class AudioGenerator(keras.utils.PyDataset):
                 continue
             try:
                 feature = load(key)
-                waveform = self._waveform(key) if self._keep_waveforms else None
+                if self._keep_waveforms:
+                    self._waveform(key)  # readable (augmenting reads it again per batch)
             except ValueError as error:  # AudioError for audio, any ValueError from a feature_loader
                 self.skipped.add(key, "bad audio" if isinstance(error, AudioError) else "bad input", str(error))
                 continue
@@ -205,8 +220,7 @@ class AudioGenerator(keras.utils.PyDataset):
             self.texts.append(text)
             self.labels.append(labels)
             self.feats.append(feature)
-            if waveform is not None:
-                self.waveforms.append(waveform)
+        self.feats.finish()
 
     def _waveform(self, key: str) -> np.ndarray:
         """(N,) float32 samples of ``key`` for augmentation (read_audio raises AudioError for bad audio)."""
