@@ -6,6 +6,7 @@ Each command is a module's ``main(argv)``, also reachable as ``python -m <module
     ingest       ctclab.data.ingest   LibriSpeech / LJSpeech folders -> descriptor files
     corpus       ctclab.data.corpus   build the embedded speech corpus
     report       ctclab.report        run every notebook and write report/index.html
+    export       ctclab.export        a trained run -> SavedModel + .keras usable without the project
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ COMMANDS = {
     "ingest": "ctclab.data.ingest",
     "corpus": "ctclab.data.corpus",
     "report": "ctclab.report.runner",
+    "export": "ctclab.export",
 }
 
 
