@@ -443,9 +443,22 @@ def offline_transcripts(
     """Greedy transcripts of whole recordings with the training features: the streaming upper bound."""
     from ctclab.emg import signal as emg_signal
 
+    return whole_transcripts(
+        model, normalizer, functools.partial(emg_signal.emg_features, config=feature_config), alphabet, recordings
+    )
+
+
+def whole_transcripts(
+    model: keras.Model,
+    normalizer: Normalizer,
+    featurize: Callable[[np.ndarray], np.ndarray],
+    alphabet: Alphabet,
+    recordings: Sequence[tuple[np.ndarray, str]],
+) -> list[str]:
+    """Greedy transcript of each whole (signal, text) recording: ``featurize(signal)`` -> model."""
     hypotheses = []
-    for emg, _ in recordings:
-        features = normalizer(emg_signal.emg_features(emg, feature_config))[None].astype(np.float32)  # (1, T, F)
+    for signal, _ in recordings:
+        features = normalizer(featurize(signal))[None].astype(np.float32)  # (1, T, F)
         hypotheses.append(greedy_decode(np.asarray(model(features, training=False))[0], alphabet=alphabet))
     return hypotheses
 

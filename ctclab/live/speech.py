@@ -13,7 +13,6 @@ features' rate (16 kHz), with no mains notch or high-pass:
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,8 +22,8 @@ import numpy as np
 from ctclab.data.audio import read_audio
 from ctclab.data.descriptors import read_descriptors
 from ctclab.data.features import FeatureConfig, featurize
-from ctclab.decoding.greedy import greedy_decode
 from ctclab.emg.signal import EMGFeatureConfig
+from ctclab.live.decoding import whole_transcripts
 from ctclab.live.feature_stream import AudioFeatureStream
 from ctclab.live.stateful import StatefulDecoder
 from ctclab.live.streaming import StreamConfig, WindowedDecoder
@@ -110,9 +109,7 @@ def offline_transcripts(
     recordings: Sequence[tuple[np.ndarray, str]],
 ) -> list[str]:
     """Greedy transcripts of each whole recording with the training features."""
-    featurizer = functools.partial(featurize, config=_check_features(feature_config))
-    hypotheses = []
-    for audio, _ in recordings:
-        features = normalizer(featurizer(np.asarray(audio).reshape(-1)))[None].astype(np.float32)  # (1, T, F)
-        hypotheses.append(greedy_decode(np.asarray(model(features, training=False))[0], alphabet=alphabet))
-    return hypotheses
+    config = _check_features(feature_config)
+    return whole_transcripts(
+        model, normalizer, lambda audio: featurize(np.asarray(audio).reshape(-1), config), alphabet, recordings
+    )
