@@ -42,6 +42,7 @@ import argparse
 import dataclasses
 import json
 import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -289,7 +290,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m ctclab export RUN_DIR OUT_DIR``."""
+    """``python -m ctclab export RUN_DIR OUT_DIR``: 0, or 2 with the reason on stderr (not a trained run, a layer
+    with no stock Keras equivalent)."""
     parser = argparse.ArgumentParser(prog="python -m ctclab export", description=__doc__.split("\n")[0])
     parser.add_argument("run_dir", type=Path, help="a trained run folder (model.keras + builder.json)")
     parser.add_argument("out_dir", type=Path, help="where model.keras, saved_model/ and export.json go")
@@ -297,8 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         metadata = export_run(arguments.run_dir, arguments.out_dir)
     except (ValueError, FileNotFoundError) as error:
-        print(f"export: {error}")
-        return 1
+        print(f"export: {error}", file=sys.stderr)
+        return 2
     print(
         f"{arguments.out_dir}: {KERAS_FILE}, {SAVED_MODEL}/ ({', '.join(metadata['saved_model_endpoints'])}), {METADATA}"
     )

@@ -184,3 +184,9 @@ def test_models_with_project_only_layers_are_refused():
     model = transformer_ctc_model(161, model_dim=16, num_heads=2, num_blocks=1, feed_forward_dim=32)
     with pytest.raises(ValueError, match="no stock Keras equivalent"):
         stock_model(model)
+
+
+def test_export_of_a_folder_that_is_not_a_trained_run_says_why(tmp_path, capsys):
+    assert package_main(["export", str(tmp_path), str(tmp_path / "out")]) == 2
+    assert "no builder.json" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
