@@ -7,7 +7,12 @@
 - :func:`initialize_kernels`: re-draw every kernel with e.g. Xavier / Glorot normal (seed 002).
 - :func:`precision_policy`: "mixed_float16" on a GPU, "mixed_bfloat16" on a CPU.
 - :func:`training_scope`: builds a fresh copy of a model under a dtype policy and / or a
-  ``tf.distribute.MirroredStrategy`` (Keras layers take both when they are created).
+  data-parallel strategy (Keras layers take both when they are created): TensorFlow's
+  ``MirroredStrategy`` on one machine (``distribute=True``), its ``MultiWorkerMirroredStrategy``
+  over several processes or machines configured by ``TF_CONFIG`` (``distribute="multi_worker"``),
+  or on JAX Keras' ``keras.distribution.DataParallel`` over the local devices (``distribute=True``).
+- :func:`multi_worker_strategy` / :func:`is_chief`: the process's multi-worker strategy (create it
+  first thing in a worker's program) and whether this process is the one that writes the run folder.
 """
 
 from __future__ import annotations
@@ -29,7 +34,10 @@ if TYPE_CHECKING:
 
 Tensor = Any  # a backend tensor (tf.Tensor, jax.Array) or a NumPy array
 
+Strategy = Any  # a tf.distribute.Strategy, a keras.distribution.Distribution (JAX) or None
+
 DECAYS = ("cosine", "exponential", "constant")
+DISTRIBUTE_MODES = (False, True, "mirrored", "multi_worker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
@@ -199,10 +207,76 @@ def mirrored_strategy() -> tf.distribute.MirroredStrategy:
     return tf.distribute.MirroredStrategy()
 
 
+@functools.lru_cache(maxsize=1)
+def multi_worker_strategy() -> tf.distribute.MultiWorkerMirroredStrategy:
+    """The process's one MultiWorkerMirroredStrategy, its cluster read from ``TF_CONFIG``.
+
+    ``TF_CONFIG`` is JSON: ``{"cluster": {"worker": ["host0:port", "host1:port"]}, "task":
+    {"type": "worker", "index": i}}`` (the same cluster on every worker, its own index on each);
+    without it the strategy runs one worker. TensorFlow configures its collective ops when it
+    starts, so call this first thing in a worker's program, before any model is built; a later
+    ``train_model(distribute="multi_worker")`` uses the same strategy. Every worker must start
+    (the first collective waits for all of them).
+
+    Raises:
+        RuntimeError: TensorFlow was already initialized (a model or tensor was made first).
+    """
+    import tensorflow as tf
+
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    except RuntimeError as error:
+        raise RuntimeError(
+            f"{error}: call ctclab.training.options.multi_worker_strategy() at the start of each worker's "
+            "program, before building a model, then train_model(distribute='multi_worker')"
+        ) from error
+
+
+def is_chief(strategy: Strategy = None) -> bool:
+    """Whether this process writes the run folder: True unless a multi-worker strategy says otherwise.
+
+    The chief is the task of type "chief", or worker 0 when ``TF_CONFIG``'s cluster has no chief
+    (TensorFlow's convention); a single process is always its own chief.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or resolver.task_type is None:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def replicas(strategy: Strategy) -> int:
+    """Model replicas that share each batch: the strategy's replicas in sync, a JAX mesh's devices, else 1."""
+    if strategy is None:
+        return 1
+    if hasattr(strategy, "num_replicas_in_sync"):
+        return int(strategy.num_replicas_in_sync)
+    return int(strategy.device_mesh.devices.size)  # keras.distribution.DataParallel
+
+
+def _strategy(distribute: bool | str) -> Strategy:
+    """The strategy ``distribute`` names (see :func:`training_scope`), None for False."""
+    if distribute not in DISTRIBUTE_MODES:
+        raise ValueError(f"distribute must be one of {DISTRIBUTE_MODES}, got {distribute!r}")
+    if not distribute:
+        return None
+    backend = keras.backend.backend()
+    if backend == "jax" and distribute in (True, "mirrored"):
+        return keras.distribution.DataParallel(devices=keras.distribution.list_devices())
+    if backend != "tensorflow":
+        raise ValueError(
+            f"distribute={distribute!r} uses tf.distribute and needs the TensorFlow backend, not {backend!r}"
+            + (" (on JAX, distribute=True is Keras' DataParallel over the local devices)" if backend == "jax" else "")
+        )
+    return multi_worker_strategy() if distribute == "multi_worker" else mirrored_strategy()
+
+
 @contextlib.contextmanager
 def training_scope(
-    model: keras.Model, policy: str = "float32", distribute: bool = False
-) -> Iterator[tuple[keras.Model, tf.distribute.MirroredStrategy | None]]:
+    model: keras.Model, policy: str = "float32", distribute: bool | str = False
+) -> Iterator[tuple[keras.Model, Strategy]]:
     """Yield ``(model to train, strategy or None)`` with the policy and strategy in force.
 
     When a policy other than float32 or a strategy is asked for, the model is rebuilt from its
@@ -210,11 +284,19 @@ def training_scope(
     when created) and given ``model``'s current weights; copy the trained weights back with
     ``model.set_weights(trained.get_weights())``. Otherwise ``model`` itself is yielded.
 
+    Args:
+        model: a model made by a registered builder.
+        policy: a Keras dtype policy name (see :func:`precision_policy`).
+        distribute: False; True or "mirrored" for TensorFlow's MirroredStrategy over the local GPUs
+            (or logical CPUs), on JAX Keras' DataParallel over ``keras.distribution.list_devices()``;
+            "multi_worker" for TensorFlow's MultiWorkerMirroredStrategy (:func:`multi_worker_strategy`).
+
     Raises:
         ValueError: a rebuild is needed but the model was not made by a registered builder, or
-            ``distribute`` is asked for on a backend other than TensorFlow.
+            ``distribute`` is not one of :data:`DISTRIBUTE_MODES` or not available on this backend.
     """
-    if policy == "float32" and not distribute:
+    strategy = _strategy(distribute)
+    if policy == "float32" and strategy is None:
         yield model, None
         return
     config = getattr(model, "builder_config", None)
@@ -223,17 +305,10 @@ def training_scope(
             f"model {model.name!r} has no builder_config: build it with a sample_models builder "
             "to train it with mixed precision or on several devices"
         )
-    strategy: tf.distribute.MirroredStrategy | None = None
-    if distribute:
-        if keras.backend.backend() != "tensorflow":
-            raise ValueError(
-                f"distribute=True uses tf.distribute and needs the TensorFlow backend, not {keras.backend.backend()!r}"
-            )
-        strategy = mirrored_strategy()
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
     try:
-        with strategy.scope() if strategy else contextlib.nullcontext():
+        with strategy.scope() if strategy is not None else contextlib.nullcontext():
             trained = build(config["builder"], **config["arguments"])
             trained.set_weights(model.get_weights())
             yield trained, strategy

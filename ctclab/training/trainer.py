@@ -5,16 +5,33 @@ warm-up + cosine / exponential learning-rate schedules (``schedule=OptimizerConf
 gradient clipping (``clipnorm`` of any Keras optimizer), an L2 penalty on kernels (``l2``),
 Xavier / Glorot re-initialization (``initializer``), SpecAugment in training only
 (``spec_augment``), acoustic augmentation of the training audio (``augment``), mixed precision (``mixed_precision``) and data-parallel training over all
-local GPUs or logical CPUs (``distribute``, TensorFlow's MirroredStrategy).
+local GPUs or logical CPUs (``distribute=True``, TensorFlow's MirroredStrategy; Keras' DataParallel on JAX)
+or over several processes or machines (``distribute="multi_worker"``, TensorFlow's MultiWorkerMirroredStrategy
+configured by ``TF_CONFIG``).
+
+Conventions (callbacks in :mod:`ctclab.training.callbacks`): the user's own Keras ``callbacks`` run after
+ours; ``tensorboard=True`` writes event files to ``<run folder>/tensorboard/`` (train / validation loss,
+learning rate, validation CER per epoch); ``val_cer`` adds the greedy CER of the first validation
+utterances to the history; ``early_stopping=N`` stops after N epochs without a lower validation loss.
+
+Multi-worker training: every worker runs the same program with its own ``TF_CONFIG`` task index and
+calls :func:`ctclab.training.options.multi_worker_strategy` before building its model. Every worker
+reads the whole descriptor files and draws the same global batches (the generator's order is a pure
+function of its seed and the epoch); tf.data's DATA auto-sharding splits each global batch between
+the replicas of all workers, and the gradients are summed across them, so a step is the step one
+process would take on the global batch (exactly when each batch splits evenly). Only the chief
+(worker 0) writes the run folder; the others write to a temporary folder, deleted at the end.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -26,6 +43,7 @@ from ctclab.data.features import FeatureConfig
 from ctclab.data.generator import AudioGenerator
 from ctclab.models.layers import SpecAugment
 from ctclab.runs import Run
+from ctclab.training import callbacks as training_callbacks
 from ctclab.training import options as training_options
 from ctclab.training.loss import CTCTrainer
 from ctclab.training.options import OptimizerConfig
@@ -148,6 +166,22 @@ class StopOnNaN(keras.callbacks.Callback):
         return f"Weights checked: {len(bad)} of {len(weights)} weight tensors hold non-finite values{named}."
 
 
+class MultiWorkerCTCTrainer(CTCTrainer):
+    """CTCTrainer for MultiWorkerMirroredStrategy: each step's logs as (1,) tensors, not scalars.
+
+    Keras 3.15 reduces a multi-worker step's logs with ``strategy.reduce("MEAN", value, axis=0)``,
+    which fails on scalars ("Invalid reduction dimension 0 for input with 0 dimensions",
+    tensorflow/tensorflow#72388); over a (1,) axis it gives the scalar mean. The epoch's logs are
+    read from the metrics themselves, which the strategy keeps summed over every worker.
+    """
+
+    def train_step(self, data: Any) -> dict:
+        return {key: keras.ops.reshape(value, (1,)) for key, value in super().train_step(data).items()}
+
+    def test_step(self, data: Any) -> dict:
+        return {key: keras.ops.reshape(value, (1,)) for key, value in super().test_step(data).items()}
+
+
 def train_model(
     input_to_softmax: keras.Model,
     pickle_path: str,
@@ -175,7 +209,11 @@ def train_model(
     spec_augment: SpecAugment | None = None,
     augment: AugmentConfig | None = None,
     mixed_precision: bool | str = False,
-    distribute: bool = False,
+    distribute: bool | str = False,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    tensorboard: bool = False,
+    val_cer: bool | int | None = None,
+    early_stopping: int | None = None,
 ) -> dict:
     """Train an acoustic model with CTC and save its history and best weights (course name).
 
@@ -210,11 +248,29 @@ def train_model(
             batch; validation never augments.
         mixed_precision: True for "mixed_float16" on a GPU / "mixed_bfloat16" on a CPU, or a
             policy name; the softmax, the CTC loss and the weights stay float32.
-        distribute: train data-parallel with tf.distribute.MirroredStrategy over every visible
-            GPU (or logical CPU device); each batch is split between the replicas.
+        distribute: True: train data-parallel with tf.distribute.MirroredStrategy over every
+            visible GPU (or logical CPU device), on JAX with keras.distribution.DataParallel over
+            keras.distribution.list_devices(); each batch is split between the replicas.
+            "multi_worker": tf.distribute.MultiWorkerMirroredStrategy over the workers ``TF_CONFIG``
+            names (see the module docstring; create it first with
+            :func:`ctclab.training.options.multi_worker_strategy`). Only the chief writes the run folder.
+        callbacks: the user's own Keras callbacks, run after ours (they see ``val_cer`` and
+            ``learning_rate`` in the epoch logs when those are on).
+        tensorboard: write TensorBoard event files to ``<run folder>/tensorboard/`` (train/ and
+            validation/: loss, learning rate, and the validation CER unless ``val_cer=False``);
+            a run that starts over (no history) clears the folder first.
+        val_cer: greedy CER of the first validation utterances after every epoch, as
+            ``history["val_cer"]``: True decodes the first
+            :data:`ctclab.training.callbacks.VAL_CER_UTTERANCES` (64) validation descriptor lines,
+            an int that many; None (default) follows ``tensorboard``.
+        early_stopping: stop when the lowest validation loss of the whole history (resumed
+            epochs included) is this many epochs old; model.keras keeps the best epoch's model
+            (BestModelSaver), the history and backup the last epoch. A re-run of a run that stopped
+            trains no further epochs. None never stops early.
 
     Returns:
-        The full history dict (every epoch of this and earlier resumed runs).
+        The full history dict (every epoch of this and earlier resumed runs); "stopped" says why
+        a non-finite loss stopped training and "stopped_early" when early stopping did.
     """
     if optimizer is not None and schedule is not None:
         raise ValueError("pass either optimizer or schedule, not both")
@@ -226,6 +282,9 @@ def train_model(
     if output_dim != alphabet.output_dim:
         raise ValueError(f"model output_dim {output_dim} != {alphabet.output_dim} outputs of {alphabet.name!r}")
     run = Run.named(paths.resolve(results_dir), save_model_path)
+    worker_folder = None  # a multi-worker run's other workers write to a temporary folder instead
+    if distribute == "multi_worker" and not training_options.is_chief(training_options.multi_worker_strategy()):
+        run, worker_folder = _worker_run(run, resume)
     builder_config = getattr(input_to_softmax, "builder_config", None)
     run.start(resume, builder_config, input_to_softmax.count_params())
 
@@ -248,9 +307,26 @@ def train_model(
         training_options.initialize_kernels(input_to_softmax, initializer)
     history_logger = HistoryLogger(run, pickle_path)
     stop_on_nan = StopOnNaN(train_gen)
+    val_cer = tensorboard if val_cer is None else val_cer
+    cer_utterances = training_callbacks.VAL_CER_UTTERANCES if val_cer is True else int(val_cer)
+    cer_gen = valid_gen
+    if cer_utterances and len(valid_gen.texts) > cer_utterances:
+        cer_gen = AudioGenerator(
+            valid_json, shuffle=False, normalizer=train_gen.normalizer, limit=cer_utterances, verbose=False, **common
+        )
+    log_dir = run.folder / "tensorboard"
+    if tensorboard and not history_logger.history:  # starting over: no stale curves
+        shutil.rmtree(log_dir, ignore_errors=True)
+    patience_stop = training_callbacks.PatienceStop(history_logger.history, early_stopping) if early_stopping else None
+    fit_epochs = epochs
+    if patience_stop and training_callbacks.patience_exhausted(
+        history_logger.history.get("val_loss", []), early_stopping or 0
+    ):
+        fit_epochs = min(epochs, len(history_logger.history["val_loss"]))  # stopped before: restore, train nothing
     with training_options.training_scope(input_to_softmax, policy, distribute) as (model, strategy):
         masks = SpecAugment.from_config(spec_augment.get_config()) if spec_augment else None  # made in scope
-        trainer = CTCTrainer(model, alphabet.blank_index, l2=l2, augment=masks)
+        trainer_class = MultiWorkerCTCTrainer if distribute == "multi_worker" else CTCTrainer
+        trainer = trainer_class(model, alphabet.blank_index, l2=l2, augment=masks)
         if schedule is not None:
             optimizer = training_options.build_optimizer(schedule, len(train_gen), epochs)
         elif optimizer is not None and strategy is not None:  # its variables must live in the scope
@@ -261,7 +337,8 @@ def train_model(
         trainer.compile(optimizer=optimizer or default_optimizer(), jit_compile=keras.backend.backend() == "jax")
         options = {
             "precision": policy,
-            "replicas": strategy.num_replicas_in_sync if strategy else 1,
+            "replicas": training_options.replicas(strategy),
+            "distribute": distribute,
             "l2": l2,
             "initializer": initializer,
             "schedule": dataclasses.asdict(schedule) if schedule else None,
@@ -269,23 +346,70 @@ def train_model(
             "augment": dataclasses.asdict(augment) if augment else None,
         }
         run.save_training_options(options)
-        callbacks = [
-            stop_on_nan,
+        # the callbacks that add to the logs come before those that record them
+        ours: list[keras.callbacks.Callback] = [stop_on_nan]
+        if cer_utterances:  # decoded with the undistributed float32 model when training runs on a copy
+            predictor = None if model is input_to_softmax else input_to_softmax
+            ours.append(training_callbacks.ValidationCER(model, cer_gen, predictor))
+        if tensorboard:
+            ours.append(training_callbacks.LearningRateLogger())
+        ours += [
             history_logger,
             BestModelSaver(model, run.model_path, history_logger.history),
             keras.callbacks.BackupAndRestore(str(run.backup_dir), delete_checkpoint=False),
         ]
+        if patience_stop:
+            ours.append(patience_stop)
+        if tensorboard:
+            ours.append(training_callbacks.TensorBoardScalars(log_dir))
         trainer.fit(
-            train_gen.fit_data(),
-            validation_data=valid_gen.fit_data(),
-            epochs=epochs,
+            _fit_data(train_gen, distribute),
+            validation_data=_fit_data(valid_gen, distribute),
+            epochs=fit_epochs,
             verbose=verbose,
-            callbacks=callbacks,
+            callbacks=ours + list(callbacks),
             shuffle=False,  # the generator shuffles (bucketed, SortaGrad)
         )
+    if worker_folder is not None:
+        shutil.rmtree(worker_folder, ignore_errors=True)
     if model is not input_to_softmax:  # trained as a rebuilt copy (mixed precision / replicas)
         input_to_softmax.set_weights(model.get_weights())
     history = dict(history_logger.history)
     if stop_on_nan.message:
         history["stopped"] = stop_on_nan.message
+    if patience_stop and training_callbacks.patience_exhausted(history.get("val_loss", []), patience_stop.patience):
+        best = int(np.nanargmin(history["val_loss"]))
+        history["stopped_early"] = (
+            f"early stopping: the validation loss has not improved for {patience_stop.patience} epochs "
+            f"since epoch {best + 1} ({history['val_loss'][best]:.4f}, the model in model.keras)"
+        )
     return history
+
+
+def _worker_run(run: Run, resume: bool) -> tuple[Run, Path]:
+    """A non-chief worker's stand-in for ``run``: a temporary copy (for resuming), and its folder to delete.
+
+    Resuming needs the run folder on storage every worker reads (a shared file system): a worker
+    that cannot see it starts at epoch 0 while the chief resumes. Start over with ``resume=False``.
+    """
+    folder = Path(tempfile.mkdtemp(prefix=f"ctclab-{run.name}-worker-"))
+    stand_in = Run(folder / run.name)
+    if resume and run.folder.is_dir():
+        shutil.copytree(run.folder, stand_in.folder, ignore=shutil.ignore_patterns("tensorboard"))
+    return stand_in, folder
+
+
+def _fit_data(generator: AudioGenerator, distribute: bool | str) -> Any:
+    """The generator's fit data; for multi-worker training with tf.data's DATA auto-sharding.
+
+    Every worker iterates the same global batches; DATA sharding splits each batch between the
+    replicas of all workers (a generator-made dataset has no files to shard by).
+    """
+    data = generator.fit_data()
+    if distribute == "multi_worker":
+        import tensorflow as tf
+
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        data = data.with_options(options)
+    return data
