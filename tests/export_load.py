@@ -1,4 +1,4 @@
-"""Run an exported model without the project: ``python tests/export_load.py EXPORT_DIR INPUTS.npz OUTPUTS.npz``.
+"""Run an exported model without the project: ``python tests/export_load.py EXPORT_DIR INPUTS.npz OUTPUTS.npz RUN_MODEL``.
 
 tests/test_export.py runs this in a fresh interpreter. ``ctclab`` cannot be imported here (an
 import hook refuses it, and the script checks ``sys.modules`` at the end); only TensorFlow, Keras
@@ -6,7 +6,8 @@ and NumPy are used, as a user of the artifacts would.
 
 INPUTS.npz holds ``audio`` (B, N) float32, ``samples`` (B,) int32, ``features`` (B, T, F) float32
 (the project's normalized features, zero-padded) and ``frames`` (B,) int32. OUTPUTS.npz gets every
-endpoint's outputs; the last stdout line is a JSON summary.
+endpoint's outputs; the last stdout line is a JSON summary, which also says whether RUN_MODEL (the
+run's own model.keras, with the project's layers) loaded here: it must not, or the hook proves nothing.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import keras  # noqa: E402 - after the import hook
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-export_dir, inputs_path, outputs_path = sys.argv[1:4]
+export_dir, inputs_path, outputs_path, run_model = sys.argv[1:5]
 inputs = np.load(inputs_path)
 metadata = json.load(open(os.path.join(export_dir, "export.json")))
 
@@ -62,6 +63,12 @@ outputs = {
     "keras_output_lengths": keras_outputs["output_lengths"],
 }
 np.savez(outputs_path, **{name: np.asarray(value) for name, value in outputs.items()})
+try:
+    keras.models.load_model(run_model)
+    run_model_error = ""
+except Exception as error:  # noqa: BLE001 - any failure to load counts
+    run_model_error = f"{type(error).__name__}: {str(error)[:4000]}"
 project_modules = sorted(name for name in sys.modules if name == "ctclab" or name.startswith("ctclab."))
 layer_modules = sorted({type(layer).__module__.split(".")[0] for layer in model._flatten_layers()})
-print(json.dumps({"project_modules": project_modules, "layer_modules": layer_modules}))
+summary = {"project_modules": project_modules, "layer_modules": layer_modules, "run_model_error": run_model_error}
+print(json.dumps(summary))

@@ -33,7 +33,7 @@ from ctclab.alphabet import ENGLISH
 from ctclab.data.features import FeatureConfig, Normalizer, featurize
 from ctclab.export import stock_model
 from ctclab.models.attention import transformer_ctc_model
-from ctclab.models.deep import cnn_birnn_model
+from ctclab.models.deep import cnn_birnn_model, deep_speech2_model
 from ctclab.runs import Run
 
 RATE = 16000
@@ -105,7 +105,7 @@ def reference(run_dir, clips) -> dict:
 
 
 @pytest.fixture(scope="module")
-def loaded(tmp_path_factory, export_dir, clips, reference) -> dict:
+def loaded(tmp_path_factory, run_dir, export_dir, clips, reference) -> dict:
     """Every endpoint's outputs on the padded batch, from tests/export_load.py in a fresh interpreter."""
     folder = tmp_path_factory.mktemp("loaded")
     audio = np.zeros((len(clips), max(CLIP_SAMPLES)), np.float32)
@@ -123,7 +123,8 @@ def loaded(tmp_path_factory, export_dir, clips, reference) -> dict:
         frames=reference["frames"],
     )
     completed = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "export_load.py"), export_dir, folder / "inputs.npz", folder / "out.npz"],
+        [sys.executable, ROOT / "tests" / "export_load.py", export_dir, folder / "inputs.npz", folder / "out.npz"]
+        + [Run(run_dir).model_path],
         cwd=folder,
         env=dict(os.environ, KERAS_BACKEND="tensorflow"),
         capture_output=True,
@@ -142,6 +143,7 @@ def max_difference(batch: np.ndarray, lengths: np.ndarray, references: list[np.n
 def test_the_artifacts_load_without_the_project(loaded):
     assert loaded["summary"]["project_modules"] == []
     assert loaded["summary"]["layer_modules"] == ["keras"]  # only stock layers in the .keras file
+    assert "ctc_lab>" in loaded["summary"]["run_model_error"]  # the run's own model.keras does not load there
 
 
 def test_saved_model_featurizes_audio_like_the_project(loaded, reference):
@@ -178,6 +180,31 @@ def test_export_json_describes_the_artifacts(export_dir, run_dir):
     normalizer = Run(run_dir).normalizer()
     np.testing.assert_array_equal(np.array(metadata["normalization"]["std"], np.float32), normalizer.std)
     assert metadata["saved_model_endpoints"] == ["serve", "featurize", "serve_features"]
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: cnn_birnn_model(161, filters=8, conv_layers=2, pool_size=2, units=6, rnn_type="lstm"),
+        lambda: cnn_birnn_model(161, filters=8, conv_border_mode="valid", units=6, rnn_type="simple_rnn"),
+        lambda: deep_speech2_model(161, conv_filters=(4, 4), units=6, recur_layers=1, fc_units=(8,)),
+    ],
+    ids=["lstm-pooled", "simple-rnn-valid", "deep-speech2-2d"],
+)
+def test_stock_models_of_other_architectures_match(build):
+    """In process: the stock rebuild of LSTM, SimpleRNN, pooling, "valid" and 2-D convolutions gives the same outputs."""
+    keras.utils.set_random_seed(3)
+    model = build()
+    frames = np.array([53, 31], np.int32)
+    features = np.random.default_rng(3).normal(size=(2, 53, 161)).astype(np.float32)
+    features[1, 31:] = 0.0
+    expected = np.asarray(model.predict_on_batch(features))
+    features[1, 31:] = -3.0  # the stock model's lengths input decides, not the padding's values
+    outputs = stock_model(model)({"features": features, "lengths": frames})
+    lengths = np.asarray(model.output_length(frames))
+    np.testing.assert_array_equal(np.asarray(outputs["output_lengths"]), lengths)
+    references = [row[:length] for row, length in zip(expected, lengths)]
+    assert max_difference(np.asarray(outputs["probabilities"]), lengths, references) < PROBABILITY_TOLERANCE
 
 
 def test_models_with_project_only_layers_are_refused():
