@@ -1,6 +1,6 @@
 """One process of a multi-worker training check; writes its trained weights and prints one JSON line.
 
-``python tests/multi_worker_check.py <multi_worker|single> <descriptor> <results dir> <weights .npz>``
+``python tests/multi_worker_check.py <multi_worker|single> <descriptor> <results dir> <weights .npz> [epochs]``
 
 With ``multi_worker`` the process is the worker ``TF_CONFIG`` names (tests/test_multi_worker.py
 starts two on 127.0.0.1 and one ``single`` process with the same settings to compare against).
@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 mode, descriptor, results_dir, weights_path = sys.argv[1], sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])
+epochs = int(sys.argv[5]) if len(sys.argv) > 5 else 2  # a run folder with fewer epochs is resumed
 
 from ctclab.training import options as training_options  # noqa: E402
 
@@ -34,7 +35,7 @@ history = train_model(
     train_json=descriptor,
     valid_json=descriptor,
     minibatch_size=2,  # 6 utterances: 3 global batches of 2, one utterance per worker
-    epochs=2,
+    epochs=epochs,
     optimizer=keras.optimizers.SGD(0.05),
     verbose=0,
     results_dir=results_dir,

@@ -24,8 +24,9 @@ def free_ports(count):
     return ports
 
 
-def check_command(mode, descriptor, results, weights):
-    return [sys.executable, str(ROOT / "tests" / "multi_worker_check.py"), mode, descriptor, results, weights]
+def check_command(mode, descriptor, results, weights, epochs=2):
+    script = ROOT / "tests" / "multi_worker_check.py"
+    return [sys.executable, str(script), mode, descriptor, results, weights, str(epochs)]
 
 
 def environment(tmp_path, **extra):
@@ -43,15 +44,14 @@ def last_json_line(text):
     return json.loads(text.strip().splitlines()[-1])
 
 
-@pytest.mark.slow
-def test_two_workers_train_the_weights_one_process_trains(tone_corpus, tmp_path):
-    (tmp_path / "tmp").mkdir()
+def run_workers(tmp_path, descriptor, results_dirs, epochs=2):
+    """Two workers of one cluster on 127.0.0.1, worker i writing under results_dirs[i]; [(returncode, stdout, stderr)]."""
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     workers = []
     for index in range(2):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         command = check_command(
-            "multi_worker", tone_corpus, tmp_path / f"results_{index}", tmp_path / f"worker_{index}.npz"
+            "multi_worker", descriptor, results_dirs[index], tmp_path / f"worker_{index}.npz", epochs
         )
         workers.append(
             subprocess.Popen(
@@ -72,12 +72,12 @@ def test_two_workers_train_the_weights_one_process_trains(tone_corpus, tmp_path)
             if worker.poll() is None:
                 worker.kill()
                 worker.communicate()
-    for worker, (_, stderr) in zip(workers, outputs):
-        assert worker.returncode == 0, stderr[-3000:]
-    chief, other = (last_json_line(stdout) for stdout, _ in outputs)
+    return [(worker.returncode, stdout, stderr) for worker, (stdout, stderr) in zip(workers, outputs)]
 
-    single = subprocess.run(
-        check_command("single", tone_corpus, tmp_path / "results_single", tmp_path / "single.npz"),
+
+def run_single(tmp_path, descriptor, results_dir, epochs=2):
+    completed = subprocess.run(
+        check_command("single", descriptor, results_dir, tmp_path / "single.npz", epochs),
         env=environment(tmp_path),
         cwd=tmp_path,
         capture_output=True,
@@ -85,20 +85,36 @@ def test_two_workers_train_the_weights_one_process_trains(tone_corpus, tmp_path)
         timeout=TIMEOUT,
         check=False,
     )
-    assert single.returncode == 0, single.stderr[-3000:]
-    alone = last_json_line(single.stdout)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return last_json_line(completed.stdout)
+
+
+def assert_same_weights(tmp_path, tolerance):
+    """Both workers hold the same weights, and the single process' within ``tolerance``; the largest difference."""
+    worker_weights = [np.load(tmp_path / f"worker_{index}.npz") for index in range(2)]
+    single_weights = np.load(tmp_path / "single.npz")
+    assert len(single_weights.files) == 3  # GRU kernel, recurrent kernel, bias
+    for name in single_weights.files:
+        np.testing.assert_allclose(worker_weights[0][name], worker_weights[1][name], atol=1e-6)
+        np.testing.assert_allclose(worker_weights[0][name], single_weights[name], atol=tolerance)
+    return max(float(np.abs(worker_weights[0][name] - single_weights[name]).max()) for name in single_weights)
+
+
+@pytest.mark.slow
+def test_two_workers_train_the_weights_one_process_trains(tone_corpus, tmp_path):
+    (tmp_path / "tmp").mkdir()
+    results = [tmp_path / "results_0", tmp_path / "results_1"]  # as on two machines
+    outcomes = run_workers(tmp_path, tone_corpus, results)
+    for returncode, _, stderr in outcomes:
+        assert returncode == 0, stderr[-3000:]
+    chief, other = (last_json_line(stdout) for _, stdout, _ in outcomes)
+    alone = run_single(tmp_path, tone_corpus, tmp_path / "results_single")
 
     assert chief["replicas"] == other["replicas"] == 2 and chief["chief"] and not other["chief"]
     # the two workers hold the same weights, and those of one process on the same global batches
     # (float32 sums in another order: measured 1e-6; the tolerance, 1e-5, is 3e-6 of the largest update, 2.9)
-    worker_weights = [np.load(tmp_path / f"worker_{index}.npz") for index in range(2)]
-    single_weights = np.load(tmp_path / "single.npz")
-    assert len(single_weights.files) == 3  # GRU kernel, recurrent kernel, bias
-    assert alone["max_update"] > 1e-3  # training moved the weights far more than the tolerance
-    for name in single_weights.files:
-        np.testing.assert_allclose(worker_weights[0][name], worker_weights[1][name], atol=1e-6)
-        np.testing.assert_allclose(worker_weights[0][name], single_weights[name], atol=1e-5)
-    difference = max(float(np.abs(worker_weights[0][name] - single_weights[name]).max()) for name in single_weights)
+    assert alone["max_update"] > 1e-3
+    difference = assert_same_weights(tmp_path, 1e-5)
     print(f"largest weight difference, two workers vs one process: {difference:.2e}")
     for key in ("loss", "val_loss"):  # the metrics the strategy sums over both workers
         assert chief["history"][key] == pytest.approx(alone["history"][key], rel=1e-5), key
@@ -113,9 +129,23 @@ def test_two_workers_train_the_weights_one_process_trains(tone_corpus, tmp_path)
     expected = {"mw/history.json", "mw/mw.pickle", "mw/model.keras", "mw/training.json", "mw/builder.json"}
     assert expected <= set(chief["files"]) and any(f.startswith("mw/tensorboard/validation/") for f in chief["files"])
     assert any(f.startswith("mw/backup/") for f in chief["files"])
-    assert other["files"] == [] and not (tmp_path / "results_1").exists()
+    assert other["files"] == [] and not results[1].exists()
     assert list((tmp_path / "tmp").iterdir()) == []
     assert chief["training_json"]["distribute"] == "multi_worker" and chief["training_json"]["replicas"] == 2
+
+    # resuming to 3 epochs where worker 1 cannot see the chief's backup: both stop with the reason
+    for returncode, _, stderr in run_workers(tmp_path, tone_corpus, results, epochs=3):
+        assert returncode != 0 and "workers would start at epochs [2, 0]" in stderr, stderr[-3000:]
+
+    # with the run folder on storage both read, both resume and match one process resumed likewise
+    outcomes = run_workers(tmp_path, tone_corpus, [results[0], results[0]], epochs=3)
+    for returncode, _, stderr in outcomes:
+        assert returncode == 0, stderr[-3000:]
+    resumed = last_json_line(outcomes[0][1])
+    alone = run_single(tmp_path, tone_corpus, tmp_path / "results_single", epochs=3)
+    assert resumed["history"]["loss"][:2] == chief["history"]["loss"] and len(resumed["history"]["loss"]) == 3
+    assert resumed["history"]["loss"] == pytest.approx(alone["history"]["loss"], rel=1e-5)
+    assert_same_weights(tmp_path, 1e-5)
 
 
 @pytest.mark.slow

@@ -247,6 +247,19 @@ def is_chief(strategy: Strategy = None) -> bool:
     return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
 
 
+def worker_values(strategy: Strategy, value: int) -> list[int]:
+    """``value`` as every worker of a multi-worker strategy has it (one entry per replica), by an all-gather.
+
+    A collective: every worker must call it. Without a multi-worker strategy, ``[value]``.
+    """
+    if getattr(strategy, "cluster_resolver", None) is None or replicas(strategy) == 1:
+        return [value]
+    import tensorflow as tf
+
+    local = strategy.run(lambda: tf.constant([value], tf.int64))
+    return [int(item) for item in strategy.gather(local, axis=0).numpy()]
+
+
 def replicas(strategy: Strategy) -> int:
     """Model replicas that share each batch: the strategy's replicas in sync, a JAX mesh's devices, else 1."""
     if strategy is None:

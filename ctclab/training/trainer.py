@@ -346,6 +346,8 @@ def train_model(
             "augment": dataclasses.asdict(augment) if augment else None,
         }
         run.save_training_options(options)
+        if distribute == "multi_worker":  # a worker resuming alone would wait for the others forever
+            _check_workers_agree(strategy, len(history_logger.history.get("loss", [])), fit_epochs)
         # the callbacks that add to the logs come before those that record them
         ours: list[keras.callbacks.Callback] = [stop_on_nan]
         if cer_utterances:  # decoded with the undistributed float32 model when training runs on a copy
@@ -386,16 +388,37 @@ def train_model(
     return history
 
 
-def _worker_run(run: Run, resume: bool) -> tuple[Run, Path]:
-    """A non-chief worker's stand-in for ``run``: a temporary copy (for resuming), and its folder to delete.
+def _check_workers_agree(strategy: training_options.Strategy, epochs_done: int, epochs: int) -> None:
+    """Raise on every worker unless all resume from the same epoch and train to the same one.
 
-    Resuming needs the run folder on storage every worker reads (a shared file system): a worker
-    that cannot see it starts at epoch 0 while the chief resumes. Start over with ``resume=False``.
+    Raises:
+        RuntimeError: the workers disagree (typically a non-chief worker that cannot see the run
+            folder's backup while the chief resumes from it).
+    """
+    done = training_options.worker_values(strategy, epochs_done)
+    targets = training_options.worker_values(strategy, epochs)
+    if len(set(done)) > 1 or len(set(targets)) > 1:
+        raise RuntimeError(
+            f"the workers would start at epochs {done} and stop at {targets}: resuming a multi-worker run "
+            "needs its run folder (backup/, history.json) on storage every worker reads; or pass resume=False"
+        )
+
+
+def _worker_run(run: Run, resume: bool) -> tuple[Run, Path]:
+    """A non-chief worker's stand-in for ``run`` in a temporary folder, and that folder (to delete).
+
+    To resume, it copies the run's history and backup when it can read them: resuming needs the run
+    folder on storage every worker reads (a shared file system). A worker that cannot see it would
+    start at epoch 0 while the chief resumes; :func:`_check_workers_agree` then stops all of them.
     """
     folder = Path(tempfile.mkdtemp(prefix=f"ctclab-{run.name}-worker-"))
     stand_in = Run(folder / run.name)
-    if resume and run.folder.is_dir():
-        shutil.copytree(run.folder, stand_in.folder, ignore=shutil.ignore_patterns("tensorboard"))
+    stand_in.folder.mkdir()
+    # what resuming reads; the chief rewrites both only at an epoch's end, after every worker has started
+    if resume and run.history_path.is_file():
+        shutil.copy2(run.history_path, stand_in.history_path)
+    if resume and run.backup_dir.is_dir():
+        shutil.copytree(run.backup_dir, stand_in.backup_dir)
     return stand_in, folder
 
 
