@@ -36,8 +36,25 @@ for distribute in (False, True):
         verbose=0,
         results_dir=results_dir,
         distribute=distribute,
+        val_cer=3,  # decoded outside the distribution: 3 utterances would not split between 2 devices
     )
     weights[distribute] = model.get_weights()
+try:  # batches of 3 cannot be split between 2 devices: a clear error before training
+    train_model(
+        simple_rnn_model(161),
+        "j.pickle",
+        "jax_odd.keras",
+        train_json=descriptor,
+        valid_json=descriptor,
+        minibatch_size=3,
+        epochs=1,
+        verbose=0,
+        results_dir=results_dir,
+        distribute=True,
+    )
+    indivisible = ""
+except ValueError as error:
+    indivisible = str(error)
 print(
     json.dumps(
         {
@@ -47,6 +64,8 @@ print(
             "max_update": max(float(np.abs(a - b).max()) for a, b in zip(weights[False], initial)),
             "max_weight_difference": max(float(np.abs(a - b).max()) for a, b in zip(weights[False], weights[True])),
             "losses": {str(key): history["loss"] for key, history in histories.items()},
+            "val_cer": {str(key): history["val_cer"] for key, history in histories.items()},
+            "indivisible_error": indivisible,
         }
     )
 )

@@ -16,7 +16,8 @@ TensorBoard): Keras hands every callback the same logs dict.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,20 @@ def patience_exhausted(val_losses: Sequence[float], patience: int) -> bool:
     return len(values) - 1 - int(best) >= patience
 
 
+@contextlib.contextmanager
+def undistributed() -> Iterator[None]:
+    """No Keras distribution (JAX's DataParallel) in force inside: predictions on one device, any batch size."""
+    current = keras.distribution.distribution()
+    if current is None:
+        yield
+        return
+    keras.distribution.set_distribution(None)
+    try:
+        yield
+    finally:
+        keras.distribution.set_distribution(current)
+
+
 class ValidationCER(keras.callbacks.Callback):
     """Greedy CER over a validation generator, as ``val_cer`` in every epoch's logs.
 
@@ -57,7 +72,8 @@ class ValidationCER(keras.callbacks.Callback):
         generator: a fixed-order validation generator; every utterance of it is decoded.
         predictor: a model of the same architecture to decode with instead, given the trained
             weights every epoch: the original float32, undistributed model when training runs
-            on a rebuilt copy (mixed precision, replicas), so decoding needs no strategy.
+            on a rebuilt copy (mixed precision, replicas), so decoding needs no strategy (and
+            on JAX runs outside the data-parallel distribution, whatever the batch size).
     """
 
     def __init__(
@@ -75,7 +91,8 @@ class ValidationCER(keras.callbacks.Callback):
             self.predictor.set_weights(model.get_weights())
             model = self.predictor
         if logs is not None:
-            logs["val_cer"] = cer(self.generator.texts, predict_texts(model, self.generator))
+            with undistributed():
+                logs["val_cer"] = cer(self.generator.texts, predict_texts(model, self.generator))
 
 
 class LearningRateLogger(keras.callbacks.Callback):

@@ -25,6 +25,7 @@ process would take on the global batch (exactly when each batch splits evenly). 
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import shutil
 import tempfile
@@ -319,10 +320,12 @@ def train_model(
         shutil.rmtree(log_dir, ignore_errors=True)
     patience_stop = training_callbacks.PatienceStop(history_logger.history, early_stopping) if early_stopping else None
     fit_epochs = epochs
-    if patience_stop and training_callbacks.patience_exhausted(
-        history_logger.history.get("val_loss", []), early_stopping or 0
+    if early_stopping and training_callbacks.patience_exhausted(
+        history_logger.history.get("val_loss", []), early_stopping
     ):
         fit_epochs = min(epochs, len(history_logger.history["val_loss"]))  # stopped before: restore, train nothing
+    if distribute and keras.backend.backend() == "jax":
+        _check_batches_split(train_gen, valid_gen, len(keras.distribution.list_devices()))
     with training_options.training_scope(input_to_softmax, policy, distribute) as (model, strategy):
         masks = SpecAugment.from_config(spec_augment.get_config()) if spec_augment else None  # made in scope
         trainer_class = MultiWorkerCTCTrainer if distribute == "multi_worker" else CTCTrainer
@@ -388,6 +391,24 @@ def train_model(
     return history
 
 
+def _check_batches_split(train_gen: AudioGenerator, valid_gen: AudioGenerator, devices: int) -> None:
+    """Raise unless every training and validation batch splits evenly between ``devices`` (JAX's DataParallel).
+
+    The batches hold ``minibatch_size`` utterances, the last of an epoch the remainder.
+
+    Raises:
+        ValueError: a batch size is not a multiple of ``devices``.
+    """
+    for generator in (train_gen, valid_gen):
+        sizes = {generator.minibatch_size, len(generator.texts) % generator.minibatch_size} - {0}
+        if any(size % devices for size in sizes):
+            raise ValueError(
+                f"{generator.desc_file.name}: batches of {sorted(sizes)} utterances do not split between "
+                f"{devices} devices (Keras' DataParallel on JAX shards every batch evenly); pick a minibatch_size "
+                f"and limit / valid_limit ({len(generator.texts)} utterances kept) that are multiples of {devices}"
+            )
+
+
 def _check_workers_agree(strategy: training_options.Strategy, epochs_done: int, epochs: int) -> None:
     """Raise on every worker unless all resume from the same epoch and train to the same one.
 
@@ -412,6 +433,7 @@ def _worker_run(run: Run, resume: bool) -> tuple[Run, Path]:
     start at epoch 0 while the chief resumes; :func:`_check_workers_agree` then stops all of them.
     """
     folder = Path(tempfile.mkdtemp(prefix=f"ctclab-{run.name}-worker-"))
+    atexit.register(shutil.rmtree, folder, True)  # also when training fails; train_model removes it at its end
     stand_in = Run(folder / run.name)
     stand_in.folder.mkdir()
     # what resuming reads; the chief rewrites both only at an epoch's end, after every worker has started
