@@ -1,4 +1,4 @@
-"""Callbacks ``train_model`` adds for its conventions: validation CER, early stopping, learning rate.
+"""Callbacks ``train_model`` adds for its conventions: validation CER, learning rate, TensorBoard, early stopping.
 
 - :class:`ValidationCER`: greedy-decodes a validation generator after every epoch (train_model
   gives it the first :data:`VAL_CER_UTTERANCES` validation utterances) and puts the CER in the
