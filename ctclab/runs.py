@@ -12,6 +12,7 @@ A training run owns ``results/<profile>/<family>/<name>/`` (or ``<results_dir>/<
     training.json         the training options (precision, replicas, schedule, L2, SpecAugment)
     scores.json           held-out scores and decoded examples (evaluation, decoding, sEMG scoring)
     backup/               last epoch's weights + optimizer state; a re-run resumes from here
+    tensorboard/          TensorBoard event files (train_model(tensorboard=True); train/ and validation/)
 
 and a profile's results folder holds ``streaming.json``, notebook 06's live measurements.
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -214,7 +215,7 @@ class FeatureCache:
             return check_finite(np.load(path), audio_path, self.config.kind)
         feature = featurize_file(audio_path, self.config)
         self.folder.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp.npy")
+        temporary = path.with_suffix(f".{os.getpid()}.tmp.npy")  # per process: workers may fill one cache
         np.save(temporary, feature)
         temporary.replace(path)  # atomic: a killed run never leaves a half-written cache file
         return feature
