@@ -31,7 +31,7 @@ import numpy as np
 from keras import layers, ops
 
 from ctclab.alphabet import ENGLISH, Alphabet
-from ctclab.live.streaming import StreamConfig, StreamDecoder, StreamResampler, WindowResult
+from ctclab.live.streaming import StreamConfig, StreamDecoder, StreamResampler, WindowResult, output_unit
 from ctclab.models.streaming_models import ChunkedTransformerBlock, LookAhead
 
 if TYPE_CHECKING:
@@ -264,8 +264,7 @@ class StatefulDecoder(StreamDecoder):
         self.stream = StatefulStream(model)
         frame_ms = 1000 * features.frame_hop_samples / self.model_rate
         self.lookahead_ms = features.lookahead_ms + model.lookahead_ms(frame_ms)
-        stride = 10_000 / int(model.output_length(20_000) - model.output_length(10_000))  # frames per output
-        self.unit = features.frame_hop_samples * stride  # model-rate samples per output frame
+        self.unit = output_unit(model, features.frame_hop_samples)  # model-rate samples per output frame
         self.chunk = round(config.hop_ms * self.model_rate / 1000)
         if self.chunk < 1:
             raise ValueError(f"hop_ms {config.hop_ms} is shorter than one sample at {model_rate} Hz")

@@ -357,6 +357,12 @@ class StreamDecoder:
         return [" ".join("".join(piece).split()) for piece in pieces]
 
 
+def output_unit(model: keras.Model, frame_hop_samples: float) -> float:
+    """Model-rate samples per output frame: the feature hop times the model's stride."""
+    stride = 10_000 / int(model.output_length(20_000) - model.output_length(10_000))  # input frames per output
+    return frame_hop_samples * stride
+
+
 def config_samples(config: StreamConfig, rate: int) -> int:
     """Board-rate samples of one window of ``config`` (left context + hop + right context)."""
     return round((config.left_context_ms + config.hop_ms + config.right_context_ms) * rate / 1000)
@@ -418,8 +424,7 @@ class WindowedDecoder(StreamDecoder):
         if self.hop < 1:
             raise ValueError(f"hop_ms {config.hop_ms} is shorter than one sample at {model_rate} Hz")
         self.window_frames, self.feature_dim = feature_function(np.zeros((self.window, channels))).shape
-        stride = 10_000 / int(model.output_length(20_000) - model.output_length(10_000))  # frames per output
-        self.unit = frame_hop_samples * stride  # model-rate samples per output frame
+        self.unit = output_unit(model, frame_hop_samples)
         if int(model.output_length(self.window_frames)) < self._frame(self.left + self.hop):
             raise ValueError(
                 f"right_context_ms {config.right_context_ms} is too short: the window's last "
