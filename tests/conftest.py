@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -62,3 +63,46 @@ def run_check_script(name: str, backend: str, *arguments, cwd: Path | None = Non
     )
     assert completed.returncode == 0, f"{name} failed:\n{completed.stderr[-3000:]}"
     return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+@dataclass(frozen=True)
+class SmokeRuns:
+    """The course run twice under the smoke profile: the report and the learner workspace."""
+
+    report_status: int  # ctclab.report's exit status
+    report_dir: Path  # its index.html and notebooks/
+    workspace: Path  # the learner workspace (write_workspace), stubs in place
+    learner_dir: Path  # the workspace's notebooks as executed
+    learner_home: Path  # the learner run's CTCLAB_HOME (its corpora and runs)
+    learner_status: int  # tests/learner_run.py's exit status
+    learner_log: str  # its stdout and stderr
+
+
+@pytest.fixture(scope="session")
+def smoke_runs(tmp_path_factory) -> SmokeRuns:
+    """Both smoke executions of the notebooks, started together so they share the two cores.
+
+    The report over the reference notebooks runs in this process (``ctclab.report``'s own entry
+    point); the learner workspace's notebooks run meanwhile in a second process
+    (tests/learner_run.py) with CTCLAB_HOME in a temporary folder. Each is mostly one busy Python
+    thread (kernel start-up, tracing, small batches), so side by side they take about the time of
+    the longer one.
+    """
+    from ctclab.course.exercises import write_workspace
+    from ctclab.report import runner
+
+    root = tmp_path_factory.mktemp("smoke")
+    workspace, learner_dir, home, log = root / "exercises", root / "executed", root / "home", root / "learner.log"
+    write_workspace(workspace)
+    with log.open("w") as log_file:
+        learner = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "learner_run.py"), str(workspace), str(learner_dir)],
+            env=dict(os.environ, CTCLAB_HOME=str(home), KERAS_BACKEND="tensorflow"),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            status = runner.main(["--profile", "smoke", "--out", str(root / "report"), "--force"])
+        finally:
+            learner_status = learner.wait(timeout=1800)
+    return SmokeRuns(status, root / "report", workspace, learner_dir, home, learner_status, log.read_text())

@@ -5,12 +5,15 @@ statistics) is run on whole utterances of several lengths (the reference: ``mode
 through :class:`ctclab.live.stateful.StatefulStream` in several chunkings. Prints one JSON line
 ``{case: largest absolute difference of the posteriors}`` (a case whose frame counts differ
 prints inf). tests/test_streaming_models.py runs it on TensorFlow in-process and with
-KERAS_BACKEND=jax in a subprocess.
+KERAS_BACKEND=jax in a subprocess, there with ``--brief``: lengths 2 and 9 and three chunkings
+(every case still streams several chunks and a single one; JAX traces anew for every shape, so the
+full grid costs it about two minutes).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 
 import keras
 import numpy as np
@@ -42,6 +45,7 @@ SMALL = {
 }
 LENGTHS = (1, 2, 9, 31)
 CHUNKINGS = ([1], [3], [7, 1, 2], [1000])  # chunk sizes, repeated until the utterance is used up
+BRIEF_LENGTHS, BRIEF_CHUNKINGS = (2, 9), ([1], [7, 1, 2], [1000])
 
 
 def small_model(builder: str, arguments: dict) -> keras.Model:
@@ -72,19 +76,19 @@ def streamed(stream: StatefulStream, frames: np.ndarray, sizes: list[int]) -> np
     return np.concatenate([*pieces, stream.finish()])
 
 
-def run_cases() -> dict[str, float]:
+def run_cases(lengths=LENGTHS, chunkings=CHUNKINGS) -> dict[str, float]:
     differences = {}
     rng = np.random.default_rng(0)
     for name, builder, arguments in CASES:
         model = small_model(builder, arguments)
         stream = StatefulStream(model)
         worst = 0.0
-        for length in LENGTHS:
+        for length in lengths:
             frames = rng.normal(size=(length, INPUT_DIM)).astype("float32")
             whole = np.asarray(model(frames[None], training=False))[0]
             if len(whole) != int(model.output_length(length)):
                 worst = float("inf")
-            for sizes in CHUNKINGS:
+            for sizes in chunkings:
                 posteriors = streamed(stream, frames, sizes)
                 if posteriors.shape != whole.shape:
                     worst = float("inf")
@@ -95,4 +99,5 @@ def run_cases() -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(run_cases()))
+    brief = "--brief" in sys.argv[1:]
+    print(json.dumps(run_cases(BRIEF_LENGTHS, BRIEF_CHUNKINGS) if brief else run_cases()))

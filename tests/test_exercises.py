@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
 from pathlib import Path
 
@@ -219,34 +218,21 @@ def test_the_final_model_check_compares_with_model_2(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_learner_notebooks_run_top_to_bottom_under_smoke_with_the_stubs(workspace, tmp_path, monkeypatch):
-    import papermill
-
-    monkeypatch.setenv("CTCLAB_HOME", str(tmp_path / "home"))  # the learner's runs stay out of results/
-    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+def test_learner_notebooks_run_top_to_bottom_under_smoke_with_the_stubs(smoke_runs):
+    """conftest's smoke_runs executed a fresh workspace's notebooks (tests/learner_run.py)."""
+    assert smoke_runs.learner_status == 0, smoke_runs.learner_log[-3000:]
     for path in NOTEBOOKS:
-        output = tmp_path / "executed" / path.name
-        output.parent.mkdir(exist_ok=True)
-        papermill.execute_notebook(
-            str(workspace / path.name),
-            str(output),
-            parameters={"PROFILE": "smoke"},
-            cwd=str(workspace),
-            progress_bar=False,
-            kernel_name="python3",
-        )
-        printed = "".join(
-            "".join(out.get("text", ""))
-            for cell in json.loads(output.read_text())["cells"]
-            for out in cell.get("outputs", [])
-        )
+        cells = json.loads((smoke_runs.learner_dir / path.name).read_text())["cells"]
+        printed = "".join("".join(out.get("text", "")) for cell in cells for out in cell.get("outputs", []))
+        injected = [cell for cell in cells if "injected-parameters" in cell["metadata"].get("tags", [])]
+        assert ["".join(cell["source"]).strip() for cell in injected] == ['# Parameters\nPROFILE = "smoke"']
         assert "FAIL " in printed, f"{path.name}: no self-check reported the stubs"
         if path.name.startswith("01_"):  # the workspace's own sample_models.py, not the reference, was imported
             assert "FAIL model_1: rnn_model is not written yet" in printed
             assert "model_1: not written yet" in printed  # left out of training, the notebook went on
-    assert (tmp_path / "home" / "results" / "smoke" / "course" / "model_0" / "history.json").is_file()
+    assert (smoke_runs.learner_home / "results" / "smoke" / "course" / "model_0" / "history.json").is_file()
+    workspace = smoke_runs.workspace
     assert not (workspace / "data").exists() and not (workspace / "results").exists()
-    assert os.environ["CTCLAB_HOME"] == str(tmp_path / "home")
 
 
 def test_the_learner_module_keeps_model_0_and_stubs_the_rest():

@@ -13,10 +13,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def smoke_report(tmp_path_factory):
-    out_dir = tmp_path_factory.mktemp("report")
-    status = report.main(["--profile", "smoke", "--out", str(out_dir), "--force"])
-    return status, out_dir
+def smoke_report(smoke_runs):
+    """(exit status, report folder) of the smoke report (conftest runs it beside the learner run)."""
+    return smoke_runs.report_status, smoke_runs.report_dir
 
 
 def test_every_notebook_runs_under_smoke(smoke_report):
