@@ -235,7 +235,7 @@ def test_bad_window_configuration(config, message):
 
 
 def test_pushing_the_wrong_channel_count_is_refused():
-    with pytest.raises(ValueError, match=r"expected \(samples, 8\) EMG"):
+    with pytest.raises(ValueError, match=r"expected a \(samples, 8\) chunk"):
         spectrogram_decoder(1000, 1).push(np.zeros((10, 16)))
 
 

@@ -50,7 +50,7 @@ from ctclab.data.audio import AudioError, read_audio
 from ctclab.data.augment import AugmentConfig, Augmenter
 from ctclab.data.descriptors import read_descriptors
 from ctclab.data.feature_store import AudioClips, FeatureStore, fill_cache
-from ctclab.data.features import FeatureCache, FeatureConfig, Normalizer, featurize
+from ctclab.data.features import FeatureCache, FeatureConfig, FrameStatistics, Normalizer, featurize
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -172,14 +172,15 @@ class AudioGenerator(keras.utils.PyDataset):
             load: Callable[[str], np.ndarray] = FeatureCache(audio, cache_dir).get
         else:
             load = feature_loader
-        self._load(records, max_duration, load, verbose)
+        statistics = None if normalizer is not None else FrameStatistics()  # fitted while loading: one pass
+        self._load(records, max_duration, load, verbose, statistics)
         # (N_i,) float32 clips read back from disk per batch, only when augmenting
         self.waveforms: Sequence[np.ndarray] = (
             AudioClips(self.keys, cast(FeatureConfig, features).sample_rate) if self._keep_waveforms else []
         )
         if not self.texts:
             raise ValueError(f"{desc_file}: no usable utterances\n{self.skipped.summary(str(desc_file), 0)}")
-        self.normalizer = normalizer or Normalizer.fit(self.feats)  # clean features, even when augmenting
+        self.normalizer = normalizer or cast(FrameStatistics, statistics).normalizer()  # clean, even when augmenting
         self.augmenter = (
             None if augment is None else Augmenter(augment, self.waveforms, cast(FeatureConfig, features).sample_rate)
         )
@@ -188,7 +189,14 @@ class AudioGenerator(keras.utils.PyDataset):
         if verbose:
             print(self.skipped.summary(str(desc_file), len(self.texts)))
 
-    def _load(self, records: list[dict], max_duration: float, load: Callable[[str], np.ndarray], verbose: bool) -> None:
+    def _load(
+        self,
+        records: list[dict],
+        max_duration: float,
+        load: Callable[[str], np.ndarray],
+        verbose: bool,
+        statistics: FrameStatistics | None,
+    ) -> None:
         self.keys, self.durations, self.texts, self.labels = [], [], [], []
         for record in tqdm(records, desc=f"features {self.desc_file.name}", disable=not verbose, leave=False):
             key, text = record["key"], record["text"]
@@ -220,6 +228,8 @@ class AudioGenerator(keras.utils.PyDataset):
             self.texts.append(text)
             self.labels.append(labels)
             self.feats.append(feature)
+            if statistics is not None:
+                statistics.add(feature)
         self.feats.finish()
 
     def _waveform(self, key: str) -> np.ndarray:

@@ -311,7 +311,7 @@ class StreamDecoder:
 
     def _check_chunk(self, chunk: np.ndarray) -> None:
         if chunk.ndim != 2 or chunk.shape[1] != self.channels:
-            raise ValueError(f"expected (samples, {self.channels}) EMG, got shape {chunk.shape}")
+            raise ValueError(f"expected a (samples, {self.channels}) chunk, got shape {chunk.shape}")
 
     def _stamp(self, part: np.ndarray, timestamps: np.ndarray | None) -> None:
         """Record the acquisition times of ``part`` (NaN without timestamps) and count it in."""
